@@ -1,0 +1,38 @@
+//! The pure core of Sentinel Mesh.
+//!
+//! This crate is to the `sentinel` daemon what `quinn-proto` is to `quinn`: it
+//! owns the formats and rules and does no I/O of its own. There is no async
+//! runtime, no socket, no clock and no OS randomness here — time arrives as
+//! arguments (`now_ms`), randomness as seeds — so the daemon and the
+//! simulator drive the very same code. The one exception is [`keyfile`],
+//! which reads and writes the secret key file at a path the caller names.
+//!
+//! Layers, bottom up:
+//! - [`codec`]: a strict binary codec (fixed-width integers, exact lengths,
+//!   no trailing bytes, re-encode-and-compare).
+//! - [`identity`]: hybrid Ed25519 + ML-DSA-65 identities; both signatures
+//!   must verify. [`keyfile`] stores the secret seed.
+//! - [`roster`]: the closed membership, loaded from a genesis file; it fixes
+//!   the [`roster::MeshId`] that every signature is bound to.
+//! - [`envelope`]: the signed frame every message travels in, verified over
+//!   the exact received bytes before anything reads its payload.
+//! - [`replay`]: per-sender replay windows and issued-at checks.
+//! - [`batch`]: one signature over a Merkle root of many records, with proofs
+//!   that let one record be checked alone.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod batch;
+pub mod codec;
+pub mod envelope;
+pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod identity;
+pub mod keyfile;
+pub mod replay;
+pub mod roster;
+
+pub use error::{Error, InvalidMessage, PeerMisbehaved, Result};
+pub use identity::{HybridSignature, Identity, NodeId, PublicIdentity, Suite};
+pub use roster::{MeshId, Roster};
