@@ -1,0 +1,134 @@
+//! Prints the benchmark figures and the ratios against their same-run
+//! references from criterion's output, and exits non-zero if a ratio misses
+//! its target.
+//!
+//! `cargo bench -p sentinel-benches && cargo run -p sentinel-benches --bin bench-report`
+//! (pass a directory to read another criterion output than `target/criterion`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// (name, measured, reference, target ratio or none for information only)
+const RATIOS: &[(&str, &str, &str, Option<f64>)] = &[
+    (
+        "envelope verify / raw hybrid verify",
+        "verify/envelope_open",
+        "verify/raw_hybrid_parsed_keys",
+        Some(1.10),
+    ),
+    (
+        "record from batch of 100 / envelope verify",
+        "verify/record_from_batch_of_100",
+        "verify/envelope_open",
+        Some(1.10),
+    ),
+    (
+        "envelope verify / raw hybrid verify, keys parsed per call",
+        "verify/envelope_open",
+        "verify/raw_hybrid_unparsed_keys",
+        None,
+    ),
+    (
+        "envelope seal / raw hybrid sign",
+        "sign/envelope_seal",
+        "sign/raw_hybrid",
+        None,
+    ),
+    (
+        "batch of 100 seal / one envelope seal",
+        "sign/batch_seal_100_records",
+        "sign/envelope_seal",
+        None,
+    ),
+];
+
+/// Mean time per iteration in nanoseconds, and the 95% confidence interval.
+fn estimate(dir: &Path, bench: &str) -> Result<(f64, f64, f64), String> {
+    let path = dir.join(bench).join("new/estimates.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "{}: {e} (run `cargo bench -p sentinel-benches` first)",
+            path.display()
+        )
+    })?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mean = &json["mean"];
+    let get = |v: &serde_json::Value| {
+        v.as_f64()
+            .ok_or_else(|| format!("{}: no mean estimate", path.display()))
+    };
+    Ok((
+        get(&mean["point_estimate"])?,
+        get(&mean["confidence_interval"]["lower_bound"])?,
+        get(&mean["confidence_interval"]["upper_bound"])?,
+    ))
+}
+
+fn human(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn main() -> ExitCode {
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"));
+    let mut benches: Vec<&str> = RATIOS.iter().flat_map(|r| [r.1, r.2]).collect();
+    benches.extend([
+        "codec/envelope_encode",
+        "codec/envelope_parse_header",
+        "codec/record_proof_decode",
+    ]);
+    benches.sort_unstable();
+    benches.dedup();
+
+    println!("| benchmark | mean | 95% CI | per second |");
+    println!("|---|---|---|---|");
+    for b in &benches {
+        match estimate(&dir, b) {
+            Ok((m, lo, hi)) => println!(
+                "| {b} | {} | {} – {} | {:.0} |",
+                human(m),
+                human(lo),
+                human(hi),
+                1e9 / m
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!();
+    println!("| ratio | value | target |");
+    println!("|---|---|---|");
+    let mut ok = true;
+    for (name, measured, reference, target) in RATIOS {
+        let (Ok((m, ..)), Ok((r, ..))) = (estimate(&dir, measured), estimate(&dir, reference))
+        else {
+            return ExitCode::FAILURE;
+        };
+        let ratio = m / r;
+        let verdict = match target {
+            Some(t) if ratio <= *t => format!("≤ {t:.2} met"),
+            Some(t) => {
+                ok = false;
+                format!("≤ {t:.2} MISSED")
+            }
+            None => "(information)".to_owned(),
+        };
+        println!("| {name} | {ratio:.3}x | {verdict} |");
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
