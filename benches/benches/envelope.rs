@@ -21,7 +21,6 @@ use sentinel_protocol::batch::{RecordProof, SignedBatch};
 use sentinel_protocol::codec::Codec;
 use sentinel_protocol::envelope::{self, Kind, Stamp};
 use sentinel_protocol::identity::{HybridSignature, ML_DSA_65_SIGNATURE_LEN, SEED_LEN};
-use sentinel_protocol::roster::Member;
 use sentinel_protocol::{Identity, Roster};
 
 const PAYLOAD: usize = 4096;
@@ -61,15 +60,7 @@ fn fixture() -> Fixture {
     let identity = Identity::from_seed(&seed).unwrap();
     let ed = Ed25519KeyPair::from_seed_unchecked(&seed[..32]).unwrap();
     let pq = PqdsaKeyPair::from_seed(&ML_DSA_65_SIGNING, &seed[32..]).unwrap();
-    let roster = Roster::new(
-        "bench",
-        vec![Member {
-            public: identity.public().clone(),
-            weight: 1,
-            name: String::new(),
-        }],
-    )
-    .unwrap();
+    let roster = Roster::equal_weight("bench", [identity.public().clone()]).unwrap();
     let mesh = *roster.mesh_id();
     let mut frames = Vec::new();
     let mut signed = Vec::new();

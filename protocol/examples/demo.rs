@@ -158,7 +158,7 @@ fn main() -> Result<()> {
         t.elapsed(),
         String::from_utf8_lossy(rec.record),
         proof.len(),
-        decoded.path.len()
+        decoded.path().len()
     );
 
     println!("\n== a secret key file that others can read is refused");

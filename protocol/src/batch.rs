@@ -268,15 +268,14 @@ impl SignedBatch {
 /// Wire format: envelope (u32 length + bytes), index (u32), record (u32
 /// length + bytes), path (u8 count + 32-byte hashes).
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Only [`SignedBatch::prove`] and decoding make one, so the path is never
+/// longer than [`MAX_PATH_LEN`].
 pub struct RecordProof {
-    /// The signed batch root envelope.
-    pub envelope: Vec<u8>,
-    /// The record's position in the batch.
-    pub index: u32,
-    /// The record.
-    pub record: Vec<u8>,
-    /// Sibling hashes from the leaf up.
-    pub path: Vec<[u8; 32]>,
+    envelope: Vec<u8>,
+    index: u32,
+    record: Vec<u8>,
+    path: Vec<[u8; 32]>,
 }
 
 /// A record whose batch signature and inclusion proof verified.
@@ -293,6 +292,30 @@ pub struct VerifiedRecord<'a> {
 }
 
 impl RecordProof {
+    /// The signed batch root envelope.
+    #[must_use]
+    pub fn envelope(&self) -> &[u8] {
+        &self.envelope
+    }
+
+    /// The record's claimed position in the batch.
+    #[must_use]
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The record, unverified until [`Self::verify`] succeeds.
+    #[must_use]
+    pub fn record(&self) -> &[u8] {
+        &self.record
+    }
+
+    /// Sibling hashes from the leaf up.
+    #[must_use]
+    pub fn path(&self) -> &[[u8; 32]] {
+        &self.path
+    }
+
     /// Verifies the batch envelope against the roster, then the record's path
     /// to its signed root.
     ///
@@ -388,7 +411,6 @@ impl Codec for RecordProof {
 mod tests {
     use super::*;
     use crate::identity::SEED_LEN;
-    use crate::roster::Member;
 
     /// RFC 9162 §2.1.1 MTH, written recursively straight from the RFC, as the
     /// reference for the level-by-level tree.
@@ -471,15 +493,7 @@ mod tests {
 
     fn setup() -> (Identity, Roster) {
         let a = Identity::from_seed(&[5; SEED_LEN]).unwrap();
-        let roster = Roster::new(
-            "batch",
-            vec![Member {
-                public: a.public().clone(),
-                weight: 1,
-                name: String::new(),
-            }],
-        )
-        .unwrap();
+        let roster = Roster::equal_weight("batch", [a.public().clone()]).unwrap();
         (a, roster)
     }
 

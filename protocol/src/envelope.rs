@@ -336,7 +336,18 @@ pub fn peek_header(frame: &[u8]) -> Result<Header, Error> {
 /// [`Error::InvalidMessage`] for a malformed frame, [`Error::PeerMisbehaved`]
 /// for an unknown sender, a suite mismatch or a bad signature.
 pub fn open<'a>(roster: &Roster, frame: &'a [u8]) -> Result<Verified<'a>, Error> {
+    open_with(roster, frame, |_| Ok(()))
+}
+
+/// As [`open`], running `precheck` on the parsed (unauthenticated) header
+/// before paying for signature verification.
+pub(crate) fn open_with<'a>(
+    roster: &Roster,
+    frame: &'a [u8],
+    precheck: impl FnOnce(&Header) -> Result<(), PeerMisbehaved>,
+) -> Result<Verified<'a>, Error> {
     let p = parse(frame)?;
+    precheck(&p.header)?;
     let member = roster
         .get(&p.header.sender)
         .ok_or(PeerMisbehaved::UnknownSender(p.header.sender))?;
@@ -368,22 +379,13 @@ fn verify_parsed(
 mod tests {
     use super::*;
     use crate::identity::SEED_LEN;
-    use crate::roster::Member;
 
     fn identity(b: u8) -> Identity {
         Identity::from_seed(&[b; SEED_LEN]).unwrap()
     }
 
     fn roster_of(ids: &[&Identity]) -> Roster {
-        let members = ids
-            .iter()
-            .map(|i| Member {
-                public: i.public().clone(),
-                weight: 1,
-                name: String::new(),
-            })
-            .collect();
-        Roster::new("unit", members).unwrap()
+        Roster::equal_weight("unit", ids.iter().map(|i| i.public().clone())).unwrap()
     }
 
     const STAMP: Stamp = Stamp {
@@ -436,15 +438,7 @@ mod tests {
             Err(Error::PeerMisbehaved(PeerMisbehaved::UnknownSender(id))) if id == b.id()
         ));
         // Same member key, different mesh: the signature does not carry over.
-        let other = Roster::new(
-            "other",
-            vec![Member {
-                public: a.public().clone(),
-                weight: 1,
-                name: String::new(),
-            }],
-        )
-        .unwrap();
+        let other = Roster::equal_weight("other", [a.public().clone()]).unwrap();
         let frame = seal(&a, other.mesh_id(), Kind::Telemetry, STAMP, b"x").unwrap();
         assert!(matches!(
             open(&roster, &frame),

@@ -8,7 +8,7 @@ use crate::codec::Codec;
 use crate::envelope::{self, Kind, Stamp};
 use crate::identity::{Identity, SEED_LEN};
 use crate::replay::{Receiver, TimeWindow};
-use crate::roster::{Member, Roster};
+use crate::roster::Roster;
 
 /// The fixed time fuzz inputs are judged at (Unix milliseconds).
 pub const NOW_MS: u64 = 1_750_000_000_000;
@@ -24,18 +24,8 @@ fn fixture() -> &'static Fixture {
         let members: Vec<Identity> = (1..=3u8)
             .map(|i| Identity::from_seed(&[i; SEED_LEN]).expect("fixed seeds are valid"))
             .collect();
-        let roster = Roster::new(
-            "fuzz",
-            members
-                .iter()
-                .map(|m| Member {
-                    public: m.public().clone(),
-                    weight: 1,
-                    name: String::new(),
-                })
-                .collect(),
-        )
-        .expect("fixed roster is valid");
+        let roster = Roster::equal_weight("fuzz", members.iter().map(|m| m.public().clone()))
+            .expect("fixed roster is valid");
         Fixture { members, roster }
     })
 }

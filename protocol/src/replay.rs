@@ -187,9 +187,7 @@ impl Receiver {
         frame: &'a [u8],
         now_ms: u64,
     ) -> Result<Verified<'a>, Error> {
-        let header = envelope::peek_header(frame)?;
-        self.precheck(&header, now_ms)?;
-        let verified = envelope::open(roster, frame)?;
+        let verified = envelope::open_with(roster, frame, |h| self.precheck(h, now_ms))?;
         let Header { sender, stamp, .. } = *verified.header();
         self.senders
             .entry(sender)

@@ -137,6 +137,26 @@ impl Roster {
         })
     }
 
+    /// A genesis roster in which every member has weight 1 and no label (as
+    /// devnets, simulations and tests use).
+    ///
+    /// # Errors
+    /// As [`Roster::new`].
+    pub fn equal_weight(
+        mesh: &str,
+        members: impl IntoIterator<Item = PublicIdentity>,
+    ) -> Result<Self, RosterError> {
+        let members = members
+            .into_iter()
+            .map(|public| Member {
+                public,
+                weight: 1,
+                name: String::new(),
+            })
+            .collect();
+        Self::new(mesh, members)
+    }
+
     /// Reads and validates a genesis file.
     ///
     /// # Errors
@@ -329,6 +349,27 @@ mod tests {
         assert_ne!(a.mesh_id(), c.mesh_id());
         let d = Roster::new("other", vec![member(1, 1), member(2, 1)]).unwrap();
         assert_ne!(a.mesh_id(), d.mesh_id());
+    }
+
+    #[test]
+    fn load_genesis_reads_files_and_names_them_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("genesis.toml");
+        let r = Roster::new("file", vec![member(1, 2)]).unwrap();
+        std::fs::write(&path, r.to_genesis_toml()).unwrap();
+        assert_eq!(Roster::load_genesis(&path).unwrap().mesh_id(), r.mesh_id());
+
+        let missing = dir.path().join("missing.toml");
+        let e = Roster::load_genesis(&missing).unwrap_err().to_string();
+        assert!(e.contains("missing.toml"), "{e}");
+
+        // Over the size cap: refused from its length, without reading it.
+        let big = std::fs::File::create(dir.path().join("big.toml")).unwrap();
+        big.set_len(MAX_GENESIS_BYTES + 1).unwrap();
+        let e = Roster::load_genesis(&dir.path().join("big.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("over the limit"), "{e}");
     }
 
     #[test]

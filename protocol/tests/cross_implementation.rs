@@ -8,7 +8,7 @@ use aws_lc_rs::encoding::AsRawBytes;
 use aws_lc_rs::signature::{
     ED25519, Ed25519KeyPair, KeyPair, ML_DSA_65, ML_DSA_65_SIGNING, PqdsaKeyPair, UnparsedPublicKey,
 };
-use common::{identity, roster_of, stamp};
+use common::{one_member_frame, roster_of, stamp};
 use pqcrypto_mldsa::mldsa65;
 use pqcrypto_traits::sign::{DetachedSignature as _, PublicKey as _, SecretKey as _};
 use sentinel_protocol::envelope::{self, Header, Kind};
@@ -17,16 +17,7 @@ use sentinel_protocol::{PublicIdentity, Suite};
 
 #[test]
 fn our_envelope_signatures_verify_under_pqclean() {
-    let a = identity(1);
-    let roster = roster_of(&[a.public()]);
-    let frame = envelope::seal(
-        &a,
-        roster.mesh_id(),
-        Kind::Telemetry,
-        stamp(1, 2),
-        b"cross-check",
-    )
-    .unwrap();
+    let (a, roster, frame) = one_member_frame(2, b"cross-check");
     let v = envelope::open(&roster, &frame).unwrap();
 
     let pk = mldsa65::PublicKey::from_bytes(a.public().ml_dsa_bytes())

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{NOW_MS, identity, roster_of, stamp};
+use common::{NOW_MS, identity, one_member_frame, roster_of, stamp};
 use proptest::prelude::*;
 use sentinel_protocol::envelope::{self, HEADER_LEN, Kind};
 use sentinel_protocol::replay::{Receiver, TimeWindow};
@@ -34,16 +34,7 @@ fn encoded_length_is_exact() {
 /// signature bits fail verification.
 #[test]
 fn every_single_bit_flip_is_rejected() {
-    let a = identity(1);
-    let roster = roster_of(&[a.public()]);
-    let frame = envelope::seal(
-        &a,
-        roster.mesh_id(),
-        Kind::Telemetry,
-        stamp(1, 7),
-        b"thirty-two bytes of telemetry!!!",
-    )
-    .unwrap();
+    let (_, roster, frame) = one_member_frame(7, b"thirty-two bytes of telemetry!!!");
     envelope::open(&roster, &frame).unwrap();
     let mut flipped = frame.clone();
     for bit in 0..frame.len() * 8 {
@@ -83,16 +74,7 @@ proptest! {
 
 #[test]
 fn truncated_and_extended_frames_are_rejected() {
-    let a = identity(1);
-    let roster = roster_of(&[a.public()]);
-    let frame = envelope::seal(
-        &a,
-        roster.mesh_id(),
-        Kind::Telemetry,
-        stamp(1, 1),
-        b"payload",
-    )
-    .unwrap();
+    let (_, roster, frame) = one_member_frame(1, b"payload");
     for len in 0..frame.len() {
         assert!(
             matches!(
@@ -118,11 +100,9 @@ fn truncated_and_extended_frames_are_rejected() {
 
 #[test]
 fn reordered_frames_are_rejected() {
-    let a = identity(1);
-    let roster = roster_of(&[a.public()]);
     let payload = b"0123456789abcdef";
-    let frame =
-        envelope::seal(&a, roster.mesh_id(), Kind::Telemetry, stamp(5, 6), payload).unwrap();
+    // Epoch 1 and sequence 6 differ, so swapping them changes the frame.
+    let (_, roster, frame) = one_member_frame(6, payload);
     let body = HEADER_LEN + payload.len();
     let (ed, pq) = (body..body + 64, body + 64..frame.len());
 

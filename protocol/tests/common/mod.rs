@@ -1,9 +1,8 @@
 //! Shared fixtures for the integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use sentinel_protocol::envelope::Stamp;
+use sentinel_protocol::envelope::{self, Kind, Stamp};
 use sentinel_protocol::identity::SEED_LEN;
-use sentinel_protocol::roster::Member;
 use sentinel_protocol::{Identity, PublicIdentity, Roster};
 
 /// A deterministic identity: seed bytes all `b`.
@@ -13,18 +12,23 @@ pub(crate) fn identity(b: u8) -> Identity {
 
 /// A roster of these public identities, weight 1 each.
 pub(crate) fn roster_of(members: &[&PublicIdentity]) -> Roster {
-    Roster::new(
-        "tests",
-        members
-            .iter()
-            .map(|p| Member {
-                public: (*p).clone(),
-                weight: 1,
-                name: String::new(),
-            })
-            .collect(),
+    Roster::equal_weight("tests", members.iter().map(|p| (*p).clone()))
+        .expect("test roster is valid")
+}
+
+/// A one-member roster and a telemetry frame its member signed.
+pub(crate) fn one_member_frame(sequence: u64, payload: &[u8]) -> (Identity, Roster, Vec<u8>) {
+    let a = identity(1);
+    let roster = roster_of(&[a.public()]);
+    let frame = envelope::seal(
+        &a,
+        roster.mesh_id(),
+        Kind::Telemetry,
+        stamp(1, sequence),
+        payload,
     )
-    .expect("test roster is valid")
+    .expect("payload within limits");
+    (a, roster, frame)
 }
 
 /// A stamp at a fixed time.
