@@ -107,6 +107,14 @@ impl<'a> Reader<'a> {
         Ok(self.array::<1>()?[0])
     }
 
+    /// A big-endian `u16`.
+    ///
+    /// # Errors
+    /// [`InvalidMessage::Truncated`].
+    pub fn u16(&mut self) -> Result<u16, InvalidMessage> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
     /// A big-endian `u32`.
     ///
     /// # Errors

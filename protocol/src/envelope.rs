@@ -191,7 +191,7 @@ fn parse(frame: &[u8]) -> Result<Parsed<'_>, InvalidMessage> {
 }
 
 /// The message both algorithms sign: domain prefix, mesh id, rest of the body.
-fn signed_message(mesh: &MeshId, body: &[u8]) -> Vec<u8> {
+pub(crate) fn signed_message(mesh: &MeshId, body: &[u8]) -> Vec<u8> {
     let mut msg = Vec::with_capacity(body.len() + mesh.0.len());
     msg.extend_from_slice(&body[..PREFIX_LEN]);
     msg.extend_from_slice(&mesh.0);
@@ -199,7 +199,7 @@ fn signed_message(mesh: &MeshId, body: &[u8]) -> Vec<u8> {
     msg
 }
 
-fn body(header: &Header, payload: &[u8]) -> Result<Vec<u8>, Error> {
+pub(crate) fn body(header: &Header, payload: &[u8]) -> Result<Vec<u8>, Error> {
     let limit = header.kind.max_payload_len();
     let len = u32::try_from(payload.len())
         .ok()
@@ -346,33 +346,58 @@ pub(crate) fn open_with<'a>(
     frame: &'a [u8],
     precheck: impl FnOnce(&Header) -> Result<(), PeerMisbehaved>,
 ) -> Result<Verified<'a>, Error> {
+    open_checked_by(roster, frame, precheck, |public, mesh, sigs| {
+        public.verify_parts(&signed_message(mesh, sigs.body), sigs.ed25519, sigs.ml_dsa)
+    })
+}
+
+/// The signed bytes and signature fields of a parsed frame, for a
+/// signature check other than the default one (a verification cache, the
+/// simulator's cost model).
+pub(crate) struct SignedParts<'a> {
+    /// Header and payload as received.
+    pub(crate) body: &'a [u8],
+    /// The Ed25519 signature field.
+    pub(crate) ed25519: &'a [u8],
+    /// The ML-DSA-65 signature field.
+    pub(crate) ml_dsa: &'a [u8],
+}
+
+/// Layout, limits, `precheck`, rostered sender and suite binding, then
+/// `check` over the signature fields. Every public way of opening a frame goes
+/// through here, so only the signature check itself differs between them.
+pub(crate) fn open_checked_by<'a>(
+    roster: &Roster,
+    frame: &'a [u8],
+    precheck: impl FnOnce(&Header) -> Result<(), PeerMisbehaved>,
+    check: impl FnOnce(&PublicIdentity, &MeshId, &SignedParts<'a>) -> Result<(), PeerMisbehaved>,
+) -> Result<Verified<'a>, Error> {
     let p = parse(frame)?;
     precheck(&p.header)?;
     let member = roster
         .get(&p.header.sender)
         .ok_or(PeerMisbehaved::UnknownSender(p.header.sender))?;
-    verify_parsed(&member.public, roster.mesh_id(), &p)?;
+    let public = &member.public;
+    if public.suite() != p.header.suite {
+        return Err(PeerMisbehaved::SuiteMismatch {
+            sender: p.header.sender,
+            rostered: public.suite().to_u8(),
+            used: p.header.suite.to_u8(),
+        }
+        .into());
+    }
+    let parts = SignedParts {
+        body: p.body,
+        ed25519: p.ed25519,
+        ml_dsa: p.ml_dsa,
+    };
+    check(public, roster.mesh_id(), &parts)?;
     Ok(Verified {
         header: p.header,
         frame,
         body_len: p.body.len(),
         payload: p.payload,
     })
-}
-
-fn verify_parsed(
-    public: &PublicIdentity,
-    mesh: &MeshId,
-    p: &Parsed<'_>,
-) -> Result<(), PeerMisbehaved> {
-    if public.suite() != p.header.suite {
-        return Err(PeerMisbehaved::SuiteMismatch {
-            sender: p.header.sender,
-            rostered: public.suite().to_u8(),
-            used: p.header.suite.to_u8(),
-        });
-    }
-    public.verify_parts(&signed_message(mesh, p.body), p.ed25519, p.ml_dsa)
 }
 
 #[cfg(test)]

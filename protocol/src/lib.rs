@@ -19,20 +19,36 @@
 //! - [`replay`]: per-sender replay windows and issued-at checks.
 //! - [`batch`]: one signature over a Merkle root of many records, with proofs
 //!   that let one record be checked alone.
+//! - [`telemetry`]: the signed report's payload; [`message`]: link messages.
+//! - [`node`]: the mesh node — membership (HyParView views, SWIM/Lifeguard
+//!   failure detection) and dissemination of reports (push, relay, pull) —
+//!   behind one `handle_*` / `poll_*` surface, generic over [`crypto`] so the
+//!   simulator can model signature costs. [`rng`] makes its choices
+//!   reproducible.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod batch;
 pub mod codec;
+pub mod crypto;
 pub mod envelope;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod gossip;
+#[cfg(test)]
+mod harness;
 pub mod identity;
 pub mod keyfile;
+mod membership;
+pub mod message;
+pub mod node;
 pub mod replay;
+pub mod rng;
 pub mod roster;
+pub mod telemetry;
 
 pub use error::{Error, InvalidMessage, PeerMisbehaved, Result};
 pub use identity::{HybridSignature, Identity, NodeId, PublicIdentity, Suite};
+pub use node::{Config, Event, Node, Transmit};
 pub use roster::{MeshId, Roster};

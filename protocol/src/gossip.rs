@@ -1,0 +1,298 @@
+//! Dissemination of signed telemetry reports.
+//!
+//! Who needs a report: every node that has one of the report's *subjects*
+//! (its signer and the neighbours it observed) in its active view, because
+//! those nodes score the subjects. With symmetric active views that is the
+//! signer's neighbours and their neighbours, so a report travels two hops:
+//! 1. **push**: the signer sends it to its active view;
+//! 2. **relay**: a neighbour of the signer sends it on to its own active
+//!    view, except the signer, the link it came from and the signer's
+//!    observed neighbours (they had it from the signer directly);
+//! 3. **pull** (anti-entropy): every `pull_interval` a node sends one
+//!    neighbour, in turn, a digest of the newest reports it holds from the
+//!    origins that neighbour serves (the neighbour itself and its
+//!    neighbours); the neighbour answers with any newer report it has held
+//!    for longer than `pull_grace` (younger ones are probably still in
+//!    flight). This repairs what view changes, crashes and partitions lose.
+//!
+//! Duplicates are dropped on the unauthenticated header (origin, epoch,
+//! sequence) *before* paying for verification; only verified reports are
+//! stored, so a forged header cannot shadow a real report. The bandwidth
+//! budget this shape gives is worked out in `ARCHITECTURE.md`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::codec::Codec;
+use crate::crypto::Crypto;
+use crate::envelope::{self, Kind, Stamp};
+use crate::identity::NodeId;
+use crate::membership::Membership;
+use crate::message::{Class, DigestEntry, MAX_DIGEST, Message, TAG_REPORT};
+use crate::node::{Config, Ctx, Event};
+use crate::rng::Rng;
+use crate::telemetry::Report;
+
+#[derive(Debug, Clone)]
+struct Stored {
+    epoch: u64,
+    sequence: u64,
+    /// The link message (tag byte and frame), shared with every copy sent.
+    message: Arc<[u8]>,
+    received_ms: u64,
+    subjects: Vec<NodeId>,
+}
+
+impl Stored {
+    fn position(&self) -> (u64, u64) {
+        (self.epoch, self.sequence)
+    }
+}
+
+/// The dissemination state machine. Driven by [`crate::node::Node`].
+#[derive(Debug)]
+pub(crate) struct Gossip {
+    store: BTreeMap<NodeId, Stored>,
+    next_pull: u64,
+    cursor: usize,
+}
+
+impl Gossip {
+    pub(crate) fn new(cfg: &Config, rng: &mut Rng, now: u64) -> Self {
+        Self {
+            store: BTreeMap::new(),
+            next_pull: now + rng.between(1, cfg.pull_interval_ms),
+            cursor: 0,
+        }
+    }
+
+    pub(crate) fn frame(&self, origin: &NodeId) -> Option<&[u8]> {
+        self.store.get(origin).map(|s| &s.message[1..])
+    }
+
+    pub(crate) fn latest(&self, origin: &NodeId) -> Option<(u64, u64)> {
+        self.store.get(origin).map(Stored::position)
+    }
+
+    pub(crate) fn poll_timeout(&self) -> u64 {
+        self.next_pull
+    }
+
+    fn insert(&mut self, cfg: &Config, me: NodeId, origin: NodeId, stored: Stored) {
+        if !self.store.contains_key(&origin) && self.store.len() >= cfg.max_stored_origins {
+            let oldest = self
+                .store
+                .iter()
+                .filter(|(o, _)| **o != me)
+                .min_by_key(|(o, s)| (s.received_ms, **o))
+                .map(|(o, _)| *o);
+            if let Some(o) = oldest {
+                self.store.remove(&o);
+            }
+        }
+        self.store.insert(origin, stored);
+    }
+
+    /// Stores this node's own new report and pushes it to the active view.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn publish(
+        &mut self,
+        cfg: &Config,
+        ctx: &mut Ctx<'_>,
+        membership: &Membership,
+        me: NodeId,
+        stamp: Stamp,
+        report: &Report,
+        frame: &[u8],
+        now: u64,
+    ) {
+        let message: Arc<[u8]> = Message::Report(frame).encode().into();
+        self.insert(
+            cfg,
+            me,
+            me,
+            Stored {
+                epoch: stamp.epoch,
+                sequence: stamp.sequence,
+                message: message.clone(),
+                received_ms: now,
+                subjects: report.subjects().collect(),
+            },
+        );
+        for peer in membership.active() {
+            ctx.send_bytes(peer, Class::Stream, message.clone());
+        }
+    }
+
+    /// Handles a `Report` link message from `from`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_report<C: Crypto>(
+        &mut self,
+        cfg: &Config,
+        ctx: &mut Ctx<'_>,
+        crypto: &mut C,
+        membership: &Membership,
+        me: NodeId,
+        from: NodeId,
+        message: &Arc<[u8]>,
+        now: u64,
+    ) {
+        debug_assert_eq!(message.first(), Some(&TAG_REPORT));
+        let frame = &message[1..];
+        let malformed = |ctx: &mut Ctx<'_>| {
+            let link = ctx.link(from);
+            link.cur.malformed = link.cur.malformed.saturating_add(1);
+            ctx.stats().malformed += 1;
+        };
+        let invalid = |ctx: &mut Ctx<'_>| {
+            let link = ctx.link(from);
+            link.cur.invalid = link.cur.invalid.saturating_add(1);
+            ctx.stats().invalid += 1;
+        };
+        let Ok(header) = envelope::peek_header(frame) else {
+            return malformed(ctx);
+        };
+        if header.kind != Kind::Telemetry {
+            return malformed(ctx);
+        }
+        let origin = header.sender;
+        let position = (header.stamp.epoch, header.stamp.sequence);
+        if origin == me
+            || self
+                .store
+                .get(&origin)
+                .is_some_and(|s| position <= s.position())
+        {
+            let link = ctx.link(from);
+            link.cur.duplicates = link.cur.duplicates.saturating_add(1);
+            ctx.stats().duplicates += 1;
+            return;
+        }
+        if cfg
+            .time_window
+            .check(header.stamp.issued_at_ms, now)
+            .is_err()
+        {
+            return invalid(ctx);
+        }
+        ctx.stats().verifies += 1;
+        let Ok(verified) = crypto.open(ctx.roster, frame) else {
+            return invalid(ctx);
+        };
+        let Ok(report) = Report::decode_exact(verified.payload()) else {
+            return malformed(ctx);
+        };
+        if report.subjects().any(|s| s == origin) {
+            return malformed(ctx);
+        }
+        let subjects: Vec<NodeId> = report.subjects().collect();
+        if membership.is_active(&origin) {
+            for q in membership.active() {
+                if q != origin && q != from && subjects.binary_search(&q).is_err() {
+                    ctx.send_bytes(q, Class::Stream, message.clone());
+                    ctx.stats().reports_relayed += 1;
+                }
+            }
+        }
+        self.insert(
+            cfg,
+            me,
+            origin,
+            Stored {
+                epoch: header.stamp.epoch,
+                sequence: header.stamp.sequence,
+                message: message.clone(),
+                received_ms: now,
+                subjects,
+            },
+        );
+        ctx.stats().reports_received += 1;
+        ctx.event(Event::ReportReceived {
+            origin,
+            stamp: header.stamp,
+            from,
+        });
+    }
+
+    /// Answers a pull digest from `from` with the newer reports this node
+    /// serves it: its own and its active neighbours'.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_digest(
+        &mut self,
+        cfg: &Config,
+        ctx: &mut Ctx<'_>,
+        membership: &Membership,
+        me: NodeId,
+        from: NodeId,
+        entries: &[DigestEntry],
+        now: u64,
+    ) {
+        let held: BTreeMap<NodeId, (u64, u64)> = entries
+            .iter()
+            .map(|e| (e.origin, (e.epoch, e.sequence)))
+            .collect();
+        let serves = std::iter::once(me).chain(membership.active());
+        for origin in serves {
+            if origin == from {
+                continue;
+            }
+            let Some(s) = self.store.get(&origin) else {
+                continue;
+            };
+            if now.saturating_sub(s.received_ms) < cfg.pull_grace_ms
+                || held.get(&origin).is_some_and(|p| *p >= s.position())
+            {
+                continue;
+            }
+            ctx.send_bytes(from, Class::Stream, s.message.clone());
+            ctx.stats().reports_relayed += 1;
+        }
+    }
+
+    /// Pull round and retention.
+    pub(crate) fn tick(
+        &mut self,
+        cfg: &Config,
+        ctx: &mut Ctx<'_>,
+        membership: &Membership,
+        me: NodeId,
+        now: u64,
+    ) {
+        if now < self.next_pull {
+            return;
+        }
+        self.next_pull = if self.next_pull + cfg.pull_interval_ms > now {
+            self.next_pull + cfg.pull_interval_ms
+        } else {
+            now + cfg.pull_interval_ms
+        };
+        self.store
+            .retain(|o, s| *o == me || now.saturating_sub(s.received_ms) < cfg.retention_ms);
+        let active: Vec<NodeId> = membership.active().collect();
+        if active.is_empty() {
+            return;
+        }
+        let peer = active[self.cursor % active.len()];
+        self.cursor = self.cursor.wrapping_add(1);
+        let serves_peer = |origin: &NodeId, s: &Stored| {
+            *origin == peer
+                || s.subjects.binary_search(&peer).is_ok()
+                || self
+                    .store
+                    .get(&peer)
+                    .is_some_and(|p| p.subjects.binary_search(origin).is_ok())
+        };
+        let entries: Vec<DigestEntry> = self
+            .store
+            .iter()
+            .filter(|(o, s)| **o != me && serves_peer(o, s))
+            .take(MAX_DIGEST)
+            .map(|(o, s)| DigestEntry {
+                origin: *o,
+                epoch: s.epoch,
+                sequence: s.sequence,
+            })
+            .collect();
+        ctx.send(peer, &Message::Digest { entries });
+    }
+}

@@ -1,0 +1,550 @@
+//! An in-crate test harness: N nodes on a virtual clock.
+//!
+//! Messages take a fixed latency (plus a per-node stall for "overloaded"
+//! nodes); time jumps straight to the next delivery or timeout. Everything is
+//! ordered by (time, insertion number), so a run is a function of its seed.
+//! The simulator crate has the full network model; this is the small,
+//! dependency-free version the protocol's own unit tests use.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
+
+use crate::crypto::{Crypto, ModelledCrypto, RealCrypto};
+use crate::identity::{Identity, NodeId, SEED_LEN};
+use crate::message::Class;
+use crate::node::{Config, DownReason, Event, Node};
+use crate::rng::Rng;
+use crate::roster::Roster;
+
+pub(crate) const T0: u64 = 1_700_000_000_000;
+
+type Delivery = (u64, u64, usize, NodeId, Arc<[u8]>);
+
+pub(crate) struct Harness<C: Crypto> {
+    pub(crate) ids: Vec<NodeId>,
+    index: BTreeMap<NodeId, usize>,
+    pub(crate) roster: Arc<Roster>,
+    identities: Vec<Identity>,
+    make: fn(&Identity) -> C,
+    pub(crate) nodes: Vec<Option<Node<C>>>,
+    boots: Vec<u64>,
+    pub(crate) now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Delivery>>,
+    pub(crate) latency_ms: u64,
+    /// Per node: extra delay before it handles anything (an overloaded host).
+    pub(crate) stall_ms: Vec<u64>,
+    /// Datagram loss probability.
+    pub(crate) loss: f64,
+    rng: Rng,
+    pub(crate) cfg: Config,
+    pub(crate) log: Vec<(u64, usize, Event)>,
+    /// Every delivery: (time, from, to, length), for determinism checks.
+    pub(crate) trace: Vec<(u64, usize, usize, usize)>,
+}
+
+fn identity(i: usize) -> Identity {
+    let mut seed = [0u8; SEED_LEN];
+    seed[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+    Identity::from_seed(&seed).unwrap()
+}
+
+impl Harness<ModelledCrypto> {
+    pub(crate) fn modelled(n: usize, seed: u64) -> Self {
+        Self::build(n, seed, |id| ModelledCrypto::new(id.id()))
+    }
+}
+
+impl Harness<RealCrypto> {
+    pub(crate) fn real(n: usize, seed: u64) -> Self {
+        Self::build(n, seed, |id| {
+            RealCrypto::new(Identity::from_seed(id.seed()).unwrap())
+        })
+    }
+}
+
+impl<C: Crypto> Harness<C> {
+    fn build(n: usize, seed: u64, make: fn(&Identity) -> C) -> Self {
+        let identities: Vec<Identity> = (0..n).map(identity).collect();
+        let roster = Arc::new(
+            Roster::equal_weight("harness", identities.iter().map(|i| i.public().clone())).unwrap(),
+        );
+        let ids: Vec<NodeId> = identities.iter().map(Identity::id).collect();
+        let index = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        Self {
+            ids,
+            index,
+            roster,
+            identities,
+            make,
+            nodes: (0..n).map(|_| None).collect(),
+            boots: vec![0; n],
+            now: T0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            latency_ms: 25,
+            stall_ms: vec![0; n],
+            loss: 0.0,
+            rng: Rng::from_seed(seed),
+            cfg: Config::default(),
+            log: Vec::new(),
+            trace: Vec::new(),
+        }
+    }
+
+    /// Boots node `i` (a new epoch each time) and starts its join.
+    pub(crate) fn boot(&mut self, i: usize) {
+        self.boots[i] += 1;
+        let seed = self.rng.next_u64();
+        let mut node = Node::new(
+            self.cfg.clone(),
+            self.roster.clone(),
+            (self.make)(&self.identities[i]),
+            self.boots[i],
+            seed,
+            self.now,
+        )
+        .unwrap();
+        node.join(self.now);
+        self.nodes[i] = Some(node);
+        self.flush(i);
+    }
+
+    /// Boots every node, one every `stagger_ms`.
+    pub(crate) fn boot_all(&mut self, stagger_ms: u64) {
+        for i in 0..self.ids.len() {
+            self.boot(i);
+            let t = self.now + stagger_ms;
+            self.run_until(t);
+        }
+    }
+
+    pub(crate) fn crash(&mut self, i: usize) {
+        self.nodes[i] = None;
+    }
+
+    pub(crate) fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].is_some()
+    }
+
+    pub(crate) fn node(&self, i: usize) -> &Node<C> {
+        self.nodes[i].as_ref().unwrap()
+    }
+
+    pub(crate) fn idx(&self, id: &NodeId) -> usize {
+        self.index[id]
+    }
+
+    /// Sends `bytes` to node `to` as if from `from` (a hostile peer).
+    pub(crate) fn inject(&mut self, from: NodeId, to: usize, bytes: &[u8]) {
+        self.seq += 1;
+        self.queue.push(Reverse((
+            self.now + self.latency_ms,
+            self.seq,
+            to,
+            from,
+            bytes.into(),
+        )));
+    }
+
+    fn flush(&mut self, i: usize) {
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        let from = node.id();
+        while let Some(t) = node.poll_transmit() {
+            if t.class == Class::Datagram && self.rng.chance(self.loss) {
+                continue;
+            }
+            let to = self.index[&t.to];
+            self.seq += 1;
+            self.queue.push(Reverse((
+                self.now + self.latency_ms,
+                self.seq,
+                to,
+                from,
+                t.bytes,
+            )));
+        }
+        while let Some(e) = node.poll_event() {
+            self.log.push((self.now, i, e));
+        }
+    }
+
+    /// Runs every delivery and timeout up to `until`.
+    pub(crate) fn run_until(&mut self, until: u64) {
+        loop {
+            let next_msg = self.queue.peek().map_or(u64::MAX, |Reverse(d)| d.0);
+            let (next_timer, who) = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| {
+                    n.as_ref()
+                        .and_then(|n| n.poll_timeout())
+                        .map(|t| (t + self.stall_ms[i], i))
+                })
+                .min()
+                .unwrap_or((u64::MAX, 0));
+            let t = next_msg.min(next_timer);
+            if t > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(t);
+            if next_msg <= next_timer {
+                let Some(Reverse((_, seq, to, from, bytes))) = self.queue.pop() else {
+                    continue;
+                };
+                // Overloaded nodes handle a message `stall_ms` after it
+                // arrives: the first pop puts it back, marked by a high bit
+                // in its sequence number (which keeps the order stable).
+                let marker = 1u64 << 62;
+                if self.stall_ms[to] > 0 && seq & marker == 0 {
+                    self.seq += 1;
+                    let at = self.now + self.stall_ms[to];
+                    self.queue
+                        .push(Reverse((at, self.seq | marker, to, from, bytes)));
+                    continue;
+                }
+                let now = self.now;
+                if let Some(node) = self.nodes[to].as_mut() {
+                    self.trace.push((
+                        now,
+                        self.index.get(&from).copied().unwrap_or(usize::MAX),
+                        to,
+                        bytes.len(),
+                    ));
+                    node.handle_message(now, from, bytes);
+                    self.flush(to);
+                }
+            } else {
+                let now = self.now;
+                if let Some(node) = self.nodes[who].as_mut() {
+                    node.handle_timeout(now);
+                    self.flush(who);
+                }
+            }
+        }
+    }
+
+    /// Live node `i`'s active view as indices.
+    pub(crate) fn active(&self, i: usize) -> Vec<usize> {
+        self.node(i)
+            .active_view()
+            .iter()
+            .map(|id| self.idx(id))
+            .collect()
+    }
+
+    /// Whether the live nodes form one connected graph over active views.
+    pub(crate) fn connected(&self) -> bool {
+        let live: Vec<usize> = (0..self.ids.len()).filter(|i| self.is_up(*i)).collect();
+        let Some(&start) = live.first() else {
+            return true;
+        };
+        let mut seen = BTreeSet::from([start]);
+        let mut stack = vec![start];
+        while let Some(i) = stack.pop() {
+            for j in self.active(i) {
+                if self.is_up(j) && seen.insert(j) {
+                    stack.push(j);
+                }
+            }
+        }
+        seen.len() == live.len()
+    }
+
+    /// Events of `kind` logged after `since`.
+    pub(crate) fn downs(&self, since: u64, reason: DownReason) -> Vec<(u64, usize, usize)> {
+        self.log
+            .iter()
+            .filter_map(|(t, i, e)| match e {
+                Event::NeighbourDown { peer, reason: r } if *r == reason && *t >= since => {
+                    Some((*t, *i, self.idx(peer)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+
+    /// For each report a node signed after `since`, the fraction of its
+    /// interested live nodes (those with a subject of the report in their
+    /// active view when it was signed) that received it. Computed from the
+    /// views, not from the protocol's bookkeeping.
+    fn delivery(
+        h: &Harness<impl Crypto>,
+        since: u64,
+        views_at_sign: &BTreeMap<(usize, u64), Vec<usize>>,
+    ) -> f64 {
+        let mut wanted = 0usize;
+        let mut got = 0usize;
+        for (t, i, e) in &h.log {
+            let Event::ReportSent { stamp, .. } = e else {
+                continue;
+            };
+            if *t < since || *t + 3_000 > h.now {
+                continue;
+            }
+            let Some(subjects) = views_at_sign.get(&(*i, stamp.sequence)) else {
+                continue;
+            };
+            for x in 0..h.ids.len() {
+                if x == *i || !h.is_up(x) {
+                    continue;
+                }
+                let ax = h.active(x);
+                if !(ax.contains(i) || subjects.iter().any(|s| ax.contains(s))) {
+                    continue;
+                }
+                wanted += 1;
+                let received = h.log.iter().any(|(_, r, e)| {
+                    *r == x
+                        && matches!(e, Event::ReportReceived { origin, stamp: s, .. }
+                            if *origin == h.ids[*i] && s.sequence >= stamp.sequence)
+                });
+                got += usize::from(received);
+            }
+        }
+        assert!(wanted > 0);
+        got as f64 / wanted as f64
+    }
+
+    /// Runs to `until` in 100 ms steps, remembering each signer's active view
+    /// at each report it signs.
+    fn run_recording(
+        h: &mut Harness<impl Crypto>,
+        until: u64,
+        views: &mut BTreeMap<(usize, u64), Vec<usize>>,
+    ) {
+        while h.now < until {
+            let seen = h.log.len();
+            let t = h.now + 100;
+            h.run_until(t);
+            for (_, i, e) in &h.log[seen..] {
+                if let Event::ReportSent { stamp, .. } = e
+                    && h.is_up(*i)
+                {
+                    views.insert((*i, stamp.sequence), h.active(*i));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_mesh_forms_connected_symmetric_views_and_delivers_to_interested_nodes() {
+        let mut h = Harness::modelled(40, 1);
+        h.boot_all(200);
+        let mut views = BTreeMap::new();
+        run_recording(&mut h, T0 + 60_000, &mut views);
+        assert!(h.connected());
+        for i in 0..40 {
+            let a = h.active(i);
+            assert!(
+                !a.is_empty() && a.len() <= h.cfg.max_active,
+                "node {i}: {a:?}"
+            );
+            let symmetric = a.iter().filter(|j| h.active(**j).contains(&i)).count();
+            assert!(symmetric + 1 >= a.len(), "node {i} views mostly symmetric");
+        }
+        let ratio = delivery(&h, T0 + 30_000, &views);
+        assert!(ratio > 0.99, "delivery ratio {ratio}");
+        let stats: Vec<_> = (0..40).map(|i| h.node(i).stats()).collect();
+        assert!(
+            stats
+                .iter()
+                .all(|s| s.invalid == 0 && s.malformed == 0 && s.rate_limited == 0)
+        );
+    }
+
+    #[test]
+    fn crashes_are_detected_by_every_live_neighbour_and_nobody_else_is_accused() {
+        let mut h = Harness::modelled(40, 2);
+        h.boot_all(200);
+        h.run_until(T0 + 40_000);
+        let crashed = [3usize, 11, 17, 25, 31];
+        let mut neighbours: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for c in crashed {
+            for j in h.active(c) {
+                if !crashed.contains(&j) {
+                    neighbours.entry(c).or_default().push(j);
+                }
+            }
+        }
+        let t_crash = h.now;
+        for c in crashed {
+            h.crash(c);
+        }
+        h.run_until(t_crash + 10_000);
+        let downs = h.downs(t_crash, DownReason::Failed);
+        for (c, ns) in &neighbours {
+            for n in ns {
+                let hit = downs.iter().find(|(_, i, p)| i == n && p == c);
+                let Some((t, _, _)) = hit else {
+                    panic!("neighbour {n} never detected crash of {c}");
+                };
+                assert!(t - t_crash <= 5_000, "detected after {} ms", t - t_crash);
+            }
+        }
+        assert!(
+            downs.iter().all(|(_, _, p)| crashed.contains(p)),
+            "false accusation: {downs:?}"
+        );
+        assert!(h.connected());
+    }
+
+    #[test]
+    fn restarted_node_rejoins_with_a_new_epoch_and_its_reports_flow() {
+        let mut h = Harness::modelled(20, 3);
+        h.boot_all(200);
+        h.run_until(T0 + 30_000);
+        h.crash(5);
+        h.run_until(T0 + 40_000);
+        h.boot(5);
+        h.run_until(T0 + 60_000);
+        assert!(!h.active(5).is_empty());
+        let from_new_epoch = h.log.iter().any(|(t, _, e)| {
+            *t > T0 + 40_000
+                && matches!(e, Event::ReportReceived { origin, stamp, .. } if *origin == h.ids[5] && stamp.epoch == 2)
+        });
+        assert!(from_new_epoch);
+    }
+
+    #[test]
+    fn a_leaving_node_is_dropped_as_left_not_failed() {
+        let mut h = Harness::modelled(20, 4);
+        h.boot_all(200);
+        h.run_until(T0 + 30_000);
+        let ns = h.active(7);
+        let t = h.now;
+        h.nodes[7].as_mut().unwrap().leave();
+        h.flush(7);
+        h.run_until(t + 10_000);
+        let left = h.downs(t, DownReason::Left);
+        for n in ns {
+            assert!(
+                left.iter().any(|(_, i, p)| *i == n && *p == 7),
+                "{n} did not see 7 leave"
+            );
+            assert!(!h.active(n).contains(&7));
+        }
+        assert!(
+            h.downs(t, DownReason::Failed)
+                .iter()
+                .all(|(_, _, p)| *p != 7)
+        );
+    }
+
+    #[test]
+    fn overloaded_nodes_are_slow_but_never_declared_dead() {
+        let mut h = Harness::modelled(30, 5);
+        h.loss = 0.01;
+        for i in [2, 9, 20] {
+            h.stall_ms[i] = 900;
+        }
+        h.boot_all(200);
+        h.run_until(T0 + 180_000);
+        assert_eq!(h.downs(T0, DownReason::Failed), vec![]);
+        assert!(h.connected());
+    }
+
+    #[test]
+    fn unrostered_peers_and_ids_never_enter_views() {
+        let mut h = Harness::modelled(10, 6);
+        h.boot_all(200);
+        h.run_until(T0 + 20_000);
+        let stranger = NodeId([0xEE; 32]);
+        let before = h.node(0).stats().unknown_peer;
+        h.inject(stranger, 0, &Message::Join.encode());
+        // A rostered peer naming a stranger in a shuffle or join walk.
+        let friend = h.ids[1];
+        let shuffle = Message::Shuffle {
+            origin: friend,
+            ttl: 0,
+            nodes: vec![stranger],
+        };
+        h.inject(friend, 0, &shuffle.encode());
+        h.inject(
+            friend,
+            0,
+            &Message::ForwardJoin {
+                joiner: stranger,
+                ttl: 0,
+            }
+            .encode(),
+        );
+        h.run_until(T0 + 40_000);
+        assert_eq!(h.node(0).stats().unknown_peer, before + 1);
+        assert!(!h.node(0).active_view().contains(&stranger));
+        assert!(!h.node(0).passive_view().contains(&stranger));
+    }
+
+    #[test]
+    fn garbage_and_floods_are_counted_against_the_link_and_dropped() {
+        let mut h = Harness::modelled(10, 7);
+        h.boot_all(200);
+        h.run_until(T0 + 20_000);
+        let peer = h.ids[h.active(0)[0]];
+        for k in 0..500u32 {
+            let mut junk = vec![crate::message::TAG_REPORT];
+            junk.extend_from_slice(&k.to_be_bytes());
+            h.inject(peer, 0, &junk);
+            h.inject(peer, 0, &[0xFF, 1, 2]);
+        }
+        h.run_until(T0 + 40_000);
+        let s = h.node(0).stats();
+        assert!(s.rate_limited > 800, "{s:?}");
+        assert!(s.malformed > 0);
+        // The mesh is unaffected: node 0 still exchanges reports.
+        let after = h
+            .log
+            .iter()
+            .filter(|(t, i, e)| {
+                *t > T0 + 25_000 && *i == 0 && matches!(e, Event::ReportReceived { .. })
+            })
+            .count();
+        assert!(after > 10);
+    }
+
+    #[test]
+    fn real_signatures_flow_end_to_end() {
+        let mut h = Harness::real(8, 8);
+        h.boot_all(200);
+        let mut views = BTreeMap::new();
+        run_recording(&mut h, T0 + 30_000, &mut views);
+        assert!(delivery(&h, T0 + 10_000, &views) > 0.99);
+        // A frame altered in flight (here: a bumped sequence number, so it is
+        // not dropped as a duplicate first) fails verification and counts
+        // against the link, not the signer.
+        let origin = h.ids[1];
+        let mut frame = h.node(1).report(&origin).unwrap().to_vec();
+        let sequence_high_byte = 4 + 1 + 1 + 1 + 32 + 8;
+        frame[sequence_high_byte] ^= 0x40;
+        let peer = h.ids[2];
+        let victim = 3;
+        let before = h.node(victim).stats().invalid;
+        h.inject(peer, victim, &Message::Report(&frame).encode());
+        let t = h.now + 1_000;
+        h.run_until(t);
+        assert_eq!(h.node(victim).stats().invalid, before + 1);
+    }
+
+    #[test]
+    fn same_seed_same_run_different_seed_different_run() {
+        let run = |seed| {
+            let mut h = Harness::modelled(15, seed);
+            h.boot_all(100);
+            h.run_until(T0 + 20_000);
+            h.trace
+        };
+        assert_eq!(run(11), run(11));
+        assert_ne!(run(11), run(12));
+    }
+}

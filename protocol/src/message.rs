@@ -1,0 +1,410 @@
+//! Link messages: what neighbours say to each other.
+//!
+//! A link is an authenticated connection to one rostered peer (in the daemon
+//! a QUIC connection whose TLS exporter both sides signed; in the simulator a
+//! delivery with a known source), so membership and probe messages are not
+//! signed one by one. Only telemetry reports, which are relayed and must be
+//! attributable to their origin, travel as signed envelopes inside
+//! [`Message::Report`].
+//!
+//! Encoding: one tag byte, then fixed-width fields; lists carry a one-byte
+//! count and have hard limits. Decoding is strict (exact length, canonical
+//! booleans, limits checked before allocating).
+
+use crate::codec::Reader;
+use crate::envelope::MAX_FRAME_LEN;
+use crate::error::InvalidMessage;
+use crate::identity::NodeId;
+
+/// At most this many node ids in a shuffle or shuffle reply.
+pub const MAX_SHUFFLE: usize = 32;
+/// At most this many entries in a pull digest.
+pub const MAX_DIGEST: usize = 64;
+/// The largest link message.
+pub const MAX_MESSAGE_LEN: usize = 1 + MAX_FRAME_LEN;
+
+/// How a message should travel: `Stream` messages are delivered reliably
+/// and in order per link (a QUIC stream, retransmitted on loss); `Datagram`
+/// messages may be lost (QUIC datagrams), which is what failure detection
+/// must see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    /// Reliable, ordered.
+    Stream,
+    /// Unreliable.
+    Datagram,
+}
+
+/// A pull digest entry: the newest report held from `origin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestEntry {
+    /// The report's signer.
+    pub origin: NodeId,
+    /// Its epoch.
+    pub epoch: u64,
+    /// Its sequence.
+    pub sequence: u64,
+}
+
+/// One link message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A newcomer asks a contact to take it into the mesh (HyParView JOIN).
+    Join,
+    /// A random walk introducing `joiner` to the mesh.
+    ForwardJoin {
+        /// The node joining.
+        joiner: NodeId,
+        /// Remaining hops.
+        ttl: u8,
+    },
+    /// "I have put you in my active view; put me in yours."
+    Connect,
+    /// A request to become active neighbours. A high-priority request (the
+    /// sender has no active neighbour left) must be accepted.
+    Neighbor {
+        /// Whether the receiver must accept.
+        high_priority: bool,
+    },
+    /// The answer to [`Message::Neighbor`].
+    NeighborReply {
+        /// Whether the receiver is now an active neighbour.
+        accepted: bool,
+    },
+    /// "You are no longer in my active view."
+    Disconnect {
+        /// False when the sender is leaving the mesh for good.
+        alive: bool,
+    },
+    /// A passive-view exchange walking the mesh.
+    Shuffle {
+        /// Who started it (the reply goes there).
+        origin: NodeId,
+        /// Remaining hops.
+        ttl: u8,
+        /// Sample of the origin's views.
+        nodes: Vec<NodeId>,
+    },
+    /// The answer to a shuffle: a sample of the receiver's passive view.
+    ShuffleReply {
+        /// The sample.
+        nodes: Vec<NodeId>,
+    },
+    /// A liveness probe.
+    Ping {
+        /// Echoed in the acknowledgement.
+        nonce: u64,
+    },
+    /// The answer to a ping.
+    Ack {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+    /// "Please probe `target` for me" (SWIM indirect probe).
+    PingReq {
+        /// The node to probe.
+        target: NodeId,
+        /// The requester's nonce, echoed in [`Message::IndirectAck`].
+        nonce: u64,
+    },
+    /// "`target` answered the probe you asked for."
+    IndirectAck {
+        /// The node that answered.
+        target: NodeId,
+        /// The requester's nonce.
+        nonce: u64,
+    },
+    /// A signed telemetry envelope, relayed as received.
+    Report(&'a [u8]),
+    /// "These are the newest reports I hold; send me newer ones you have."
+    Digest {
+        /// One entry per origin.
+        entries: Vec<DigestEntry>,
+    },
+}
+
+const TAG_JOIN: u8 = 1;
+const TAG_FORWARD_JOIN: u8 = 2;
+const TAG_CONNECT: u8 = 3;
+const TAG_NEIGHBOR: u8 = 4;
+const TAG_NEIGHBOR_REPLY: u8 = 5;
+const TAG_DISCONNECT: u8 = 6;
+const TAG_SHUFFLE: u8 = 7;
+const TAG_SHUFFLE_REPLY: u8 = 8;
+const TAG_PING: u8 = 9;
+const TAG_ACK: u8 = 10;
+const TAG_PING_REQ: u8 = 11;
+const TAG_INDIRECT_ACK: u8 = 12;
+/// The tag of [`Message::Report`]; a report message is this byte followed by
+/// the envelope.
+pub const TAG_REPORT: u8 = 13;
+const TAG_DIGEST: u8 = 14;
+
+fn put_ids(out: &mut Vec<u8>, ids: &[NodeId]) {
+    out.push(u8::try_from(ids.len()).unwrap_or(u8::MAX));
+    for id in ids {
+        out.extend_from_slice(&id.0);
+    }
+}
+
+fn read_bool(r: &mut Reader<'_>, what: &'static str) -> Result<bool, InvalidMessage> {
+    match r.u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(InvalidMessage::NonCanonical(what)),
+    }
+}
+
+fn read_ids(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<NodeId>, InvalidMessage> {
+    let n = usize::from(r.u8()?);
+    if n > MAX_SHUFFLE {
+        return Err(InvalidMessage::Oversize {
+            what,
+            len: n,
+            limit: MAX_SHUFFLE,
+        });
+    }
+    (0..n).map(|_| Ok(NodeId(r.array()?))).collect()
+}
+
+impl<'a> Message<'a> {
+    /// How the message should travel.
+    #[must_use]
+    pub fn class(&self) -> Class {
+        match self {
+            Message::Ping { .. } | Message::Ack { .. } => Class::Datagram,
+            _ => Class::Stream,
+        }
+    }
+
+    /// The wire bytes. Lists longer than their limits are the caller's bug;
+    /// they encode a count the decoder refuses.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(48);
+        match self {
+            Message::Join => out.push(TAG_JOIN),
+            Message::ForwardJoin { joiner, ttl } => {
+                out.push(TAG_FORWARD_JOIN);
+                out.extend_from_slice(&joiner.0);
+                out.push(*ttl);
+            }
+            Message::Connect => out.push(TAG_CONNECT),
+            Message::Neighbor { high_priority } => {
+                out.extend_from_slice(&[TAG_NEIGHBOR, u8::from(*high_priority)]);
+            }
+            Message::NeighborReply { accepted } => {
+                out.extend_from_slice(&[TAG_NEIGHBOR_REPLY, u8::from(*accepted)]);
+            }
+            Message::Disconnect { alive } => {
+                out.extend_from_slice(&[TAG_DISCONNECT, u8::from(*alive)]);
+            }
+            Message::Shuffle { origin, ttl, nodes } => {
+                out.push(TAG_SHUFFLE);
+                out.extend_from_slice(&origin.0);
+                out.push(*ttl);
+                put_ids(&mut out, nodes);
+            }
+            Message::ShuffleReply { nodes } => {
+                out.push(TAG_SHUFFLE_REPLY);
+                put_ids(&mut out, nodes);
+            }
+            Message::Ping { nonce } => {
+                out.push(TAG_PING);
+                out.extend_from_slice(&nonce.to_be_bytes());
+            }
+            Message::Ack { nonce } => {
+                out.push(TAG_ACK);
+                out.extend_from_slice(&nonce.to_be_bytes());
+            }
+            Message::PingReq { target, nonce } | Message::IndirectAck { target, nonce } => {
+                out.push(if matches!(self, Message::PingReq { .. }) {
+                    TAG_PING_REQ
+                } else {
+                    TAG_INDIRECT_ACK
+                });
+                out.extend_from_slice(&target.0);
+                out.extend_from_slice(&nonce.to_be_bytes());
+            }
+            Message::Report(frame) => {
+                out.reserve(frame.len());
+                out.push(TAG_REPORT);
+                out.extend_from_slice(frame);
+            }
+            Message::Digest { entries } => {
+                out.push(TAG_DIGEST);
+                out.push(u8::try_from(entries.len()).unwrap_or(u8::MAX));
+                for e in entries {
+                    out.extend_from_slice(&e.origin.0);
+                    out.extend_from_slice(&e.epoch.to_be_bytes());
+                    out.extend_from_slice(&e.sequence.to_be_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes one message from exactly `bytes`. A report's envelope is
+    /// returned unverified and undecoded: verify it before reading it.
+    ///
+    /// # Errors
+    /// [`InvalidMessage`] for anything but one canonical message.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, InvalidMessage> {
+        if bytes.len() > MAX_MESSAGE_LEN {
+            return Err(InvalidMessage::Oversize {
+                what: "link message",
+                len: bytes.len(),
+                limit: MAX_MESSAGE_LEN,
+            });
+        }
+        let mut r = Reader::new(bytes);
+        let msg = match r.u8()? {
+            TAG_JOIN => Message::Join,
+            TAG_FORWARD_JOIN => Message::ForwardJoin {
+                joiner: NodeId(r.array()?),
+                ttl: r.u8()?,
+            },
+            TAG_CONNECT => Message::Connect,
+            TAG_NEIGHBOR => Message::Neighbor {
+                high_priority: read_bool(&mut r, "neighbor.high_priority")?,
+            },
+            TAG_NEIGHBOR_REPLY => Message::NeighborReply {
+                accepted: read_bool(&mut r, "neighbor_reply.accepted")?,
+            },
+            TAG_DISCONNECT => Message::Disconnect {
+                alive: read_bool(&mut r, "disconnect.alive")?,
+            },
+            TAG_SHUFFLE => Message::Shuffle {
+                origin: NodeId(r.array()?),
+                ttl: r.u8()?,
+                nodes: read_ids(&mut r, "shuffle.nodes")?,
+            },
+            TAG_SHUFFLE_REPLY => Message::ShuffleReply {
+                nodes: read_ids(&mut r, "shuffle_reply.nodes")?,
+            },
+            TAG_PING => Message::Ping { nonce: r.u64()? },
+            TAG_ACK => Message::Ack { nonce: r.u64()? },
+            TAG_PING_REQ => Message::PingReq {
+                target: NodeId(r.array()?),
+                nonce: r.u64()?,
+            },
+            TAG_INDIRECT_ACK => Message::IndirectAck {
+                target: NodeId(r.array()?),
+                nonce: r.u64()?,
+            },
+            TAG_REPORT => Message::Report(r.take(r.remaining())?),
+            TAG_DIGEST => {
+                let n = usize::from(r.u8()?);
+                if n > MAX_DIGEST {
+                    return Err(InvalidMessage::Oversize {
+                        what: "digest.entries",
+                        len: n,
+                        limit: MAX_DIGEST,
+                    });
+                }
+                let entries = (0..n)
+                    .map(|_| {
+                        Ok(DigestEntry {
+                            origin: NodeId(r.array()?),
+                            epoch: r.u64()?,
+                            sequence: r.u64()?,
+                        })
+                    })
+                    .collect::<Result<_, InvalidMessage>>()?;
+                Message::Digest { entries }
+            }
+            _ => {
+                return Err(InvalidMessage::InvalidField {
+                    field: "message.tag",
+                    reason: "unknown link message",
+                });
+            }
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn all() -> Vec<Message<'static>> {
+        let a = NodeId([1; 32]);
+        vec![
+            Message::Join,
+            Message::ForwardJoin { joiner: a, ttl: 6 },
+            Message::Connect,
+            Message::Neighbor {
+                high_priority: true,
+            },
+            Message::NeighborReply { accepted: false },
+            Message::Disconnect { alive: true },
+            Message::Shuffle {
+                origin: a,
+                ttl: 3,
+                nodes: vec![a, NodeId([2; 32])],
+            },
+            Message::ShuffleReply { nodes: vec![] },
+            Message::Ping { nonce: 9 },
+            Message::Ack { nonce: 9 },
+            Message::PingReq {
+                target: a,
+                nonce: 1,
+            },
+            Message::IndirectAck {
+                target: a,
+                nonce: 1,
+            },
+            Message::Report(b"frame bytes"),
+            Message::Digest {
+                entries: vec![DigestEntry {
+                    origin: a,
+                    epoch: 2,
+                    sequence: 3,
+                }],
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_and_rejects_trailing_bytes() {
+        for m in all() {
+            let bytes = m.encode();
+            assert_eq!(Message::decode(&bytes).unwrap(), m);
+            if !matches!(m, Message::Report(_)) {
+                let mut long = bytes.clone();
+                long.push(0);
+                assert!(Message::decode(&long).is_err(), "{m:?}");
+                assert!(Message::decode(&bytes[..bytes.len() - 1]).is_err(), "{m:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_non_canonical_booleans_and_oversized_lists() {
+        assert_eq!(
+            Message::decode(&[TAG_DISCONNECT, 2]),
+            Err(InvalidMessage::NonCanonical("disconnect.alive"))
+        );
+        let mut shuffle = vec![TAG_SHUFFLE_REPLY, 33];
+        shuffle.extend(std::iter::repeat_n(0u8, 33 * 32));
+        assert!(matches!(
+            Message::decode(&shuffle),
+            Err(InvalidMessage::Oversize { .. })
+        ));
+        assert!(Message::decode(&[]).is_err());
+        assert!(Message::decode(&[0]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(m) = Message::decode(&bytes) {
+                prop_assert_eq!(m.encode(), bytes);
+            }
+        }
+    }
+}

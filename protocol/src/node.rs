@@ -1,0 +1,775 @@
+//! The mesh node: membership, telemetry and dissemination behind one
+//! sans-IO surface.
+//!
+//! The host (the daemon's driver task, the simulator's event loop, the test
+//! harness) owns the sockets and the clock and calls:
+//! - [`Node::handle_message`] for every message received on an authenticated
+//!   link, [`Node::handle_timeout`] when [`Node::poll_timeout`] is reached;
+//! - [`Node::poll_transmit`] and [`Node::poll_event`] until they return
+//!   `None`, after each of those calls;
+//! - [`Node::set_host_sample`] whenever it has fresh host metrics.
+//!
+//! Time is the host's clock in Unix milliseconds; randomness is a seed. Given
+//! the same inputs in the same order a node produces the same outputs, which
+//! is what makes simulator runs reproducible.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use crate::crypto::Crypto;
+use crate::envelope::{Kind, Stamp};
+use crate::error::Error;
+use crate::gossip::Gossip;
+use crate::identity::NodeId;
+use crate::membership::Membership;
+use crate::message::{Class, Message};
+use crate::replay::TimeWindow;
+use crate::rng::Rng;
+use crate::roster::Roster;
+use crate::telemetry::{HostSample, LinkSample, MAX_NEIGHBOURS, MAX_SAMPLES, Observation, Report};
+
+/// Every tunable of a node. Times are milliseconds.
+///
+/// The defaults are the ones the simulator's budget and measurements in
+/// `ARCHITECTURE.md` were made with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Largest active view (neighbours). Default 5; 1 to 16.
+    pub max_active: usize,
+    /// Largest passive view. Default 30; at least `max_active`.
+    pub max_passive: usize,
+    /// Hops of a join's random walk (HyParView ARWL). Default 6.
+    pub active_walk_len: u8,
+    /// Hop at which a join walk leaves the joiner in passive views (PRWL).
+    /// Default 3; at most `active_walk_len`.
+    pub passive_walk_len: u8,
+    /// Period of passive-view shuffles. Default 10,000.
+    pub shuffle_interval_ms: u64,
+    /// Active-view ids sent in a shuffle. Default 3.
+    pub shuffle_active: usize,
+    /// Passive-view ids sent in a shuffle. Default 4.
+    pub shuffle_passive: usize,
+    /// Period of probe rounds (every neighbour is pinged each round).
+    /// Default 1,000.
+    pub probe_interval_ms: u64,
+    /// Wait for a direct ack before asking helpers. Default 300.
+    pub ack_timeout_ms: u64,
+    /// Wait for an indirect ack before suspecting. Default 500.
+    pub indirect_timeout_ms: u64,
+    /// Helpers asked for an indirect probe. Default 2.
+    pub indirect_probes: usize,
+    /// Silence from a suspect before it is declared failed. Default 2,500.
+    pub suspicion_timeout_ms: u64,
+    /// A timer this late counts against the node's own health. Default 200.
+    pub late_threshold_ms: u64,
+    /// Cap on the local health multiplier (timeouts scale by `1 + health`).
+    /// Default 8.
+    pub max_health: u32,
+    /// Wait for a `Neighbor` reply. Default 1,000.
+    pub neighbor_timeout_ms: u64,
+    /// Wait for a join to be answered before trying another contact.
+    /// Default 2,000.
+    pub join_timeout_ms: u64,
+    /// Length of one telemetry sample. Default 1,000.
+    pub sample_interval_ms: u64,
+    /// Samples per signed report. Default 5 (one signature per 5 s).
+    pub samples_per_report: usize,
+    /// Period of pull (anti-entropy) rounds, one neighbour per round.
+    /// Default 2,000.
+    pub pull_interval_ms: u64,
+    /// A report younger than this is not re-sent on pull (it is probably
+    /// still in flight by push). Default 500.
+    pub pull_grace_ms: u64,
+    /// Reports older than this are forgotten. Default 60,000.
+    pub retention_ms: u64,
+    /// Most origins whose latest report is kept. Default 1,024.
+    pub max_stored_origins: usize,
+    /// Burst of report messages accepted from one peer; refilled at
+    /// `report_burst` per report interval. Default 24.
+    pub report_burst: u32,
+    /// Other messages accepted from one peer per second. Default 40.
+    pub control_rate_per_s: u32,
+    /// Burst of other messages from one peer. Default 80.
+    pub control_burst: u32,
+    /// Accepted issued-at range of received reports.
+    pub time_window: TimeWindow,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_active: 5,
+            max_passive: 30,
+            active_walk_len: 6,
+            passive_walk_len: 3,
+            shuffle_interval_ms: 10_000,
+            shuffle_active: 3,
+            shuffle_passive: 4,
+            probe_interval_ms: 1_000,
+            ack_timeout_ms: 300,
+            indirect_timeout_ms: 500,
+            indirect_probes: 2,
+            suspicion_timeout_ms: 2_500,
+            late_threshold_ms: 200,
+            max_health: 8,
+            neighbor_timeout_ms: 1_000,
+            join_timeout_ms: 2_000,
+            sample_interval_ms: 1_000,
+            samples_per_report: 5,
+            pull_interval_ms: 2_000,
+            pull_grace_ms: 500,
+            retention_ms: 60_000,
+            max_stored_origins: 1_024,
+            report_burst: 24,
+            control_rate_per_s: 40,
+            control_burst: 80,
+            time_window: TimeWindow::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The signed-report period.
+    #[must_use]
+    pub fn report_interval_ms(&self) -> u64 {
+        self.sample_interval_ms
+            .saturating_mul(u64::try_from(self.samples_per_report).unwrap_or(u64::MAX))
+    }
+
+    /// Checks every field; the error names the field and the allowed range.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`].
+    pub fn validate(&self) -> Result<(), Error> {
+        fn bad(field: &str, rule: &str) -> Result<(), Error> {
+            Err(Error::InvalidInput(format!("config field {field}: {rule}")))
+        }
+        if !(1..=16).contains(&self.max_active) {
+            return bad("max_active", "must be 1 to 16");
+        }
+        if self.max_passive < self.max_active || self.max_passive > 1024 {
+            return bad(
+                "max_passive",
+                "must be at least max_active and at most 1024",
+            );
+        }
+        if self.passive_walk_len > self.active_walk_len || self.active_walk_len == 0 {
+            return bad(
+                "passive_walk_len",
+                "must be at most active_walk_len (which is > 0)",
+            );
+        }
+        if self.shuffle_active + self.shuffle_passive + 1 > crate::message::MAX_SHUFFLE {
+            return bad("shuffle_active + shuffle_passive", "must be below 32");
+        }
+        for (name, v) in [
+            ("shuffle_interval_ms", self.shuffle_interval_ms),
+            ("probe_interval_ms", self.probe_interval_ms),
+            ("ack_timeout_ms", self.ack_timeout_ms),
+            ("indirect_timeout_ms", self.indirect_timeout_ms),
+            ("suspicion_timeout_ms", self.suspicion_timeout_ms),
+            ("neighbor_timeout_ms", self.neighbor_timeout_ms),
+            ("join_timeout_ms", self.join_timeout_ms),
+            ("sample_interval_ms", self.sample_interval_ms),
+            ("pull_interval_ms", self.pull_interval_ms),
+            ("retention_ms", self.retention_ms),
+        ] {
+            if !(1..=3_600_000).contains(&v) {
+                return bad(name, "must be 1 ms to 1 hour");
+            }
+        }
+        if self.ack_timeout_ms >= self.probe_interval_ms {
+            return bad("ack_timeout_ms", "must be shorter than probe_interval_ms");
+        }
+        if !(1..=MAX_SAMPLES).contains(&self.samples_per_report) {
+            return bad("samples_per_report", "must be 1 to 60");
+        }
+        if u32::try_from(self.sample_interval_ms).is_err() {
+            return bad("sample_interval_ms", "must fit in 32 bits");
+        }
+        if self.max_stored_origins == 0 || self.report_burst == 0 || self.control_burst == 0 {
+            return bad(
+                "max_stored_origins/report_burst/control_burst",
+                "must be positive",
+            );
+        }
+        if self.control_rate_per_s == 0 {
+            return bad("control_rate_per_s", "must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Why a neighbour left the active view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownReason {
+    /// Declared failed after suspicion.
+    Failed,
+    /// It disconnected from us (it stays a passive candidate).
+    Disconnected,
+    /// Evicted to make room for another neighbour.
+    Replaced,
+    /// It, or we, left the mesh.
+    Left,
+}
+
+/// Something the host may want to act on or record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A peer entered the active view.
+    NeighbourUp(NodeId),
+    /// A peer left the active view.
+    NeighbourDown {
+        /// The peer.
+        peer: NodeId,
+        /// Why.
+        reason: DownReason,
+    },
+    /// A neighbour did not answer direct or indirect probes.
+    Suspected(NodeId),
+    /// A suspected neighbour was heard from again.
+    Refuted(NodeId),
+    /// A new report was verified and stored ([`Node::report`] returns it).
+    ReportReceived {
+        /// Its signer.
+        origin: NodeId,
+        /// Its stamp.
+        stamp: Stamp,
+        /// The link it arrived on.
+        from: NodeId,
+    },
+    /// This node signed and sent a report.
+    ReportSent {
+        /// Its stamp.
+        stamp: Stamp,
+        /// Frame size in bytes.
+        bytes: usize,
+    },
+}
+
+/// A message for the host to send.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    /// The destination.
+    pub to: NodeId,
+    /// How it should travel.
+    pub class: Class,
+    /// The encoded link message (shared: a relayed report is not copied).
+    pub bytes: Arc<[u8]>,
+}
+
+/// Counters for the host's metrics and the simulator's cost model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Envelopes signed.
+    pub signs: u64,
+    /// Envelopes whose signatures were checked.
+    pub verifies: u64,
+    /// New reports stored.
+    pub reports_received: u64,
+    /// Report copies sent on (push and pull).
+    pub reports_relayed: u64,
+    /// Reports already held (dropped before verification).
+    pub duplicates: u64,
+    /// Frames that failed verification or freshness.
+    pub invalid: u64,
+    /// Messages that did not decode.
+    pub malformed: u64,
+    /// Messages dropped by per-peer rate limits.
+    pub rate_limited: u64,
+    /// Messages from peers not on the roster (dropped).
+    pub unknown_peer: u64,
+    /// Events dropped because the host did not poll them.
+    pub events_dropped: u64,
+}
+
+/// Per-link counters for the current report interval.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkAcc {
+    pub(crate) cur: LinkSample,
+    samples: Vec<LinkSample>,
+    was_active: bool,
+}
+
+impl LinkAcc {
+    fn new() -> Self {
+        Self {
+            cur: fresh_sample(),
+            samples: Vec::new(),
+            was_active: false,
+        }
+    }
+
+    pub(crate) fn note_rtt(&mut self, ms: u64) {
+        let ms = u16::try_from(ms).unwrap_or(LinkSample::NO_RTT - 1);
+        self.cur.rtt_ms = self.cur.rtt_ms.min(ms);
+    }
+
+    pub(crate) fn probe_sent(&mut self) {
+        self.cur.probes_sent = self.cur.probes_sent.saturating_add(1);
+    }
+
+    pub(crate) fn probe_failed(&mut self) {
+        self.cur.probes_failed = self.cur.probes_failed.saturating_add(1);
+    }
+}
+
+fn fresh_sample() -> LinkSample {
+    LinkSample {
+        rtt_ms: LinkSample::NO_RTT,
+        ..LinkSample::default()
+    }
+}
+
+fn add16(v: &mut u16) {
+    *v = v.saturating_add(1);
+}
+
+fn add_bytes(v: &mut u32, n: usize) {
+    *v = v.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+}
+
+/// Bounded queue of host-facing events.
+const MAX_EVENTS: usize = 65_536;
+
+/// What sub-machines need from the node while handling one input.
+pub(crate) struct Ctx<'a> {
+    pub(crate) rng: &'a mut Rng,
+    pub(crate) roster: &'a Roster,
+    transmits: &'a mut VecDeque<Transmit>,
+    events: &'a mut VecDeque<Event>,
+    links: &'a mut BTreeMap<NodeId, LinkAcc>,
+    stats: &'a mut NodeStats,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn send(&mut self, to: NodeId, msg: &Message<'_>) {
+        self.send_bytes(to, msg.class(), msg.encode().into());
+    }
+
+    pub(crate) fn send_bytes(&mut self, to: NodeId, class: Class, bytes: Arc<[u8]>) {
+        let link = self.link(to);
+        add16(&mut link.cur.messages_out);
+        add_bytes(&mut link.cur.bytes_out, bytes.len());
+        self.transmits.push_back(Transmit { to, class, bytes });
+    }
+
+    pub(crate) fn event(&mut self, e: Event) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+            self.stats.events_dropped += 1;
+        }
+        self.events.push_back(e);
+    }
+
+    pub(crate) fn link(&mut self, id: NodeId) -> &mut LinkAcc {
+        self.links.entry(id).or_insert_with(LinkAcc::new)
+    }
+
+    pub(crate) fn stats(&mut self) -> &mut NodeStats {
+        self.stats
+    }
+}
+
+/// A token bucket counted in millionths of a token.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    micro: u64,
+    last_ms: u64,
+}
+
+impl Bucket {
+    fn full(burst: u32, now: u64) -> Self {
+        Self {
+            micro: u64::from(burst) * 1_000_000,
+            last_ms: now,
+        }
+    }
+
+    /// Takes one token; `rate_milli_per_s` is thousandths of a token per
+    /// second.
+    fn take(&mut self, now: u64, rate_milli_per_s: u64, burst: u32) -> bool {
+        let elapsed = now.saturating_sub(self.last_ms);
+        self.last_ms = self.last_ms.max(now);
+        self.micro = self
+            .micro
+            .saturating_add(elapsed.saturating_mul(rate_milli_per_s))
+            .min(u64::from(burst) * 1_000_000);
+        if self.micro >= 1_000_000 {
+            self.micro -= 1_000_000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A mesh node. See the module documentation for how a host drives it.
+#[derive(Debug)]
+pub struct Node<C: Crypto> {
+    cfg: Config,
+    roster: Arc<Roster>,
+    crypto: C,
+    me: NodeId,
+    epoch: u64,
+    next_sequence: u64,
+    rng: Rng,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    links: BTreeMap<NodeId, LinkAcc>,
+    buckets: BTreeMap<NodeId, (Bucket, Bucket)>,
+    stats: NodeStats,
+    membership: Membership,
+    gossip: Gossip,
+    host_current: HostSample,
+    host_samples: Vec<HostSample>,
+    next_sample: u64,
+}
+
+macro_rules! ctx {
+    ($self:ident) => {
+        Ctx {
+            rng: &mut $self.rng,
+            roster: &$self.roster,
+            transmits: &mut $self.transmits,
+            events: &mut $self.events,
+            links: &mut $self.links,
+            stats: &mut $self.stats,
+        }
+    };
+}
+
+impl<C: Crypto> Node<C> {
+    /// A node that signs with `crypto` in `roster`'s mesh, in boot `epoch`
+    /// (which must be new at every start: see `ARCHITECTURE.md`, sequences
+    /// and crashes). It does nothing until [`Node::join`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad config or an identity that is not on
+    /// the roster.
+    pub fn new(
+        cfg: Config,
+        roster: Arc<Roster>,
+        crypto: C,
+        epoch: u64,
+        seed: u64,
+        now_ms: u64,
+    ) -> Result<Self, Error> {
+        cfg.validate()?;
+        let me = crypto.id();
+        if roster.get(&me).is_none() {
+            return Err(Error::InvalidInput(format!(
+                "this node's id {me} is not on the roster of mesh {}",
+                roster.mesh()
+            )));
+        }
+        let mut rng = Rng::from_seed(seed);
+        let mut transmits = VecDeque::new();
+        let mut events = VecDeque::new();
+        let mut links = BTreeMap::new();
+        let mut stats = NodeStats::default();
+        let mut ctx = Ctx {
+            rng: &mut rng,
+            roster: &roster,
+            transmits: &mut transmits,
+            events: &mut events,
+            links: &mut links,
+            stats: &mut stats,
+        };
+        let membership = Membership::new(me, &cfg, &mut ctx, now_ms);
+        let phase = ctx.rng.between(1, cfg.sample_interval_ms);
+        let gossip = Gossip::new(&cfg, ctx.rng, now_ms);
+        let first_sample = now_ms + phase + cfg.sample_interval_ms;
+        Ok(Self {
+            cfg,
+            roster,
+            crypto,
+            me,
+            epoch,
+            next_sequence: 1,
+            rng,
+            transmits,
+            events,
+            links,
+            buckets: BTreeMap::new(),
+            stats,
+            membership,
+            gossip,
+            host_current: HostSample::default(),
+            host_samples: Vec::new(),
+            next_sample: first_sample,
+        })
+    }
+
+    /// This node's id.
+    #[must_use]
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// The config it runs with.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Starts joining the mesh through a random rostered member (rejoining
+    /// after a restart is the same call with a new node and epoch).
+    pub fn join(&mut self, now_ms: u64) {
+        let cfg = &self.cfg;
+        self.membership.join(cfg, &mut ctx!(self), now_ms);
+    }
+
+    /// Leaves the mesh: neighbours are told, and the node goes quiet.
+    pub fn leave(&mut self) {
+        self.membership.leave(&mut ctx!(self));
+    }
+
+    /// The host's newest metrics; sampled at each sample tick.
+    pub fn set_host_sample(&mut self, sample: HostSample) {
+        self.host_current = sample;
+    }
+
+    /// The active view, ascending.
+    #[must_use]
+    pub fn active_view(&self) -> Vec<NodeId> {
+        self.membership.active().collect()
+    }
+
+    /// The passive view.
+    #[must_use]
+    pub fn passive_view(&self) -> &[NodeId] {
+        self.membership.passive()
+    }
+
+    /// Whether `peer` is an active neighbour currently under suspicion.
+    #[must_use]
+    pub fn is_suspected(&self, peer: &NodeId) -> bool {
+        self.membership.is_suspected(peer)
+    }
+
+    /// The local health multiplier (0 when the node keeps up with its
+    /// timers).
+    #[must_use]
+    pub fn health(&self) -> u32 {
+        self.membership.health()
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// The newest verified report from `origin` (this node's own included),
+    /// as the signed frame.
+    #[must_use]
+    pub fn report(&self, origin: &NodeId) -> Option<&[u8]> {
+        self.gossip.frame(origin)
+    }
+
+    /// Handles one message received from `from` on an authenticated link.
+    /// Nothing a peer sends can make this panic or grow state without bound:
+    /// bad input is counted against the link and dropped.
+    pub fn handle_message(&mut self, now_ms: u64, from: NodeId, message: Arc<[u8]>) {
+        if self.roster.get(&from).is_none() || from == self.me {
+            self.stats.unknown_peer += 1;
+            return;
+        }
+        let cfg = &self.cfg;
+        let mut ctx = ctx!(self);
+        let link = ctx.link(from);
+        add16(&mut link.cur.messages_in);
+        add_bytes(&mut link.cur.bytes_in, message.len());
+        let is_report = message.first() == Some(&crate::message::TAG_REPORT);
+        let (report_bucket, control_bucket) = self.buckets.entry(from).or_insert_with(|| {
+            (
+                Bucket::full(cfg.report_burst, now_ms),
+                Bucket::full(cfg.control_burst, now_ms),
+            )
+        });
+        let allowed = if is_report {
+            let per_s_milli =
+                u64::from(cfg.report_burst) * 1_000_000 / cfg.report_interval_ms().max(1);
+            report_bucket.take(now_ms, per_s_milli, cfg.report_burst)
+        } else {
+            control_bucket.take(
+                now_ms,
+                u64::from(cfg.control_rate_per_s) * 1000,
+                cfg.control_burst,
+            )
+        };
+        if !allowed {
+            add16(&mut ctx.link(from).cur.rate_limited);
+            ctx.stats.rate_limited += 1;
+            return;
+        }
+        let msg = match Message::decode(&message) {
+            Ok(m) => m,
+            Err(_) => {
+                add16(&mut ctx.link(from).cur.malformed);
+                ctx.stats.malformed += 1;
+                return;
+            }
+        };
+        self.membership.heard_from(from, &mut ctx);
+        match msg {
+            Message::Report(_) => {
+                self.gossip.on_report(
+                    cfg,
+                    &mut ctx,
+                    &mut self.crypto,
+                    &self.membership,
+                    self.me,
+                    from,
+                    &message,
+                    now_ms,
+                );
+            }
+            Message::Digest { entries } => {
+                self.gossip.on_digest(
+                    cfg,
+                    &mut ctx,
+                    &self.membership,
+                    self.me,
+                    from,
+                    &entries,
+                    now_ms,
+                );
+            }
+            other => self.membership.handle(cfg, &mut ctx, from, &other, now_ms),
+        }
+    }
+
+    /// Runs every timer due at `now_ms`. Calling it early or repeatedly is
+    /// harmless.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if let Some(due) = self.poll_timeout()
+            && due <= now_ms
+        {
+            self.membership.note_lateness(&self.cfg, now_ms - due);
+        }
+        let cfg = &self.cfg;
+        self.membership.tick(cfg, &mut ctx!(self), now_ms);
+        while now_ms >= self.next_sample {
+            self.sample(now_ms);
+        }
+        let cfg = &self.cfg;
+        self.gossip
+            .tick(cfg, &mut ctx!(self), &self.membership, self.me, now_ms);
+    }
+
+    /// When [`Node::handle_timeout`] should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let m = self.membership.poll_timeout(&self.cfg).unwrap_or(u64::MAX);
+        Some(m.min(self.next_sample).min(self.gossip.poll_timeout()))
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn sample(&mut self, now_ms: u64) {
+        let sample_end = self.next_sample;
+        self.next_sample += self.cfg.sample_interval_ms;
+        if self.next_sample <= now_ms {
+            // Far behind (a paused process): skip missed samples rather than
+            // inventing them; the report's start time stays honest.
+            self.next_sample = now_ms + self.cfg.sample_interval_ms;
+        }
+        let index = self.host_samples.len();
+        self.host_samples.push(self.host_current);
+        for (id, link) in &mut self.links {
+            if self.membership.is_active(id) {
+                link.was_active = true;
+            }
+            if link.samples.len() < index {
+                link.samples.resize(index, fresh_sample());
+            }
+            link.samples
+                .push(std::mem::replace(&mut link.cur, fresh_sample()));
+        }
+        if self.host_samples.len() >= self.cfg.samples_per_report {
+            self.publish(now_ms, sample_end);
+        }
+    }
+
+    fn publish(&mut self, now_ms: u64, end: u64) {
+        let host = std::mem::take(&mut self.host_samples);
+        let n = host.len();
+        let links = std::mem::take(&mut self.links);
+        let mut observed: Vec<(bool, u64, NodeId, Vec<LinkSample>)> = Vec::new();
+        for (id, mut link) in links {
+            let active = self.membership.is_active(&id);
+            if link.was_active {
+                link.samples.resize(n, fresh_sample());
+                let traffic = link.samples.iter().map(|s| u64::from(s.bytes_in)).sum();
+                observed.push((active, traffic, id, link.samples));
+            }
+            if active {
+                self.links.insert(id, LinkAcc::new());
+            }
+        }
+        // Current neighbours first, then the busiest, within the size cap.
+        observed.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+        observed.truncate(MAX_NEIGHBOURS);
+        observed.sort_by_key(|o| o.2);
+        let neighbours = observed
+            .into_iter()
+            .map(|(_, _, neighbour, samples)| {
+                let (claimed_epoch, claimed_sequence) =
+                    self.gossip.latest(&neighbour).unwrap_or((0, 0));
+                Observation {
+                    neighbour,
+                    claimed_epoch,
+                    claimed_sequence,
+                    samples,
+                }
+            })
+            .collect();
+        let report = Report {
+            start_ms: end.saturating_sub(self.cfg.sample_interval_ms * n as u64),
+            sample_ms: u32::try_from(self.cfg.sample_interval_ms).unwrap_or(u32::MAX),
+            host,
+            neighbours,
+        };
+        let stamp = Stamp {
+            epoch: self.epoch,
+            sequence: self.next_sequence,
+            issued_at_ms: now_ms,
+        };
+        let payload = crate::codec::Codec::to_bytes(&report);
+        let frame = match self
+            .crypto
+            .seal(self.roster.mesh_id(), Kind::Telemetry, stamp, &payload)
+        {
+            Ok(f) => f,
+            // Signing failures are transient library errors; the next
+            // interval tries again with a fresh sequence.
+            Err(_) => return,
+        };
+        self.next_sequence += 1;
+        self.stats.signs += 1;
+        let bytes = frame.len();
+        let cfg = &self.cfg;
+        let mut ctx = ctx!(self);
+        self.gossip.publish(
+            cfg,
+            &mut ctx,
+            &self.membership,
+            self.me,
+            stamp,
+            &report,
+            &frame,
+            now_ms,
+        );
+        ctx.event(Event::ReportSent { stamp, bytes });
+    }
+}
