@@ -5,13 +5,15 @@
 //! those nodes score the subjects. With symmetric active views that is the
 //! signer's neighbours and their neighbours, so a report travels two hops:
 //! 1. **push**: the signer sends it to its active view;
-//! 2. **relay**: a neighbour of the signer sends it on to its own active
-//!    view, except the signer, the link it came from and the signer's
-//!    observed neighbours (they had it from the signer directly);
+//! 2. **relay**: a neighbour of the signer (it has the signer in its active
+//!    view, or the report observes it) sends it on to its own active view,
+//!    except the signer, the link it came from and the signer's observed
+//!    neighbours (the signer sends to those directly, including ones that
+//!    left its active view during the interval but are alive);
 //! 3. **pull** (anti-entropy): every `pull_interval` a node sends one
 //!    neighbour, in turn, a digest of the newest reports it holds from the
-//!    origins that neighbour serves (the neighbour itself and its
-//!    neighbours); the neighbour answers with any newer report it has held
+//!    origins that neighbour serves (the neighbour itself, its neighbours
+//!    and whoever observed it); the neighbour answers with any newer report it has held
 //!    for longer than `pull_grace` (younger ones are probably still in
 //!    flight). This repairs what view changes, crashes and partitions lose.
 //!
@@ -119,7 +121,14 @@ impl Gossip {
                 subjects: report.subjects().collect(),
             },
         );
-        for peer in membership.active() {
+        // Neighbours that left the active view during the interval but are
+        // alive (they went to the passive view) are subjects too and get it
+        // directly; failed ones are gone from both views.
+        let departed = report
+            .subjects()
+            .filter(|s| !membership.is_active(s) && membership.passive().contains(s));
+        let targets: Vec<NodeId> = membership.active().chain(departed).collect();
+        for peer in targets {
             ctx.send_bytes(peer, Class::Stream, message.clone());
         }
     }
@@ -186,7 +195,8 @@ impl Gossip {
             return malformed(ctx);
         }
         let subjects: Vec<NodeId> = report.subjects().collect();
-        if membership.is_active(&origin) {
+        // First hop: relay when the origin is a neighbour or observed us.
+        if membership.is_active(&origin) || subjects.binary_search(&me).is_ok() {
             for q in membership.active() {
                 if q != origin && q != from && subjects.binary_search(&q).is_err() {
                     ctx.send_bytes(q, Class::Stream, message.clone());
@@ -231,7 +241,18 @@ impl Gossip {
             .iter()
             .map(|e| (e.origin, (e.epoch, e.sequence)))
             .collect();
-        let serves = std::iter::once(me).chain(membership.active());
+        let observed_me: Vec<NodeId> = self
+            .store
+            .iter()
+            .filter(|(_, s)| s.subjects.binary_search(&me).is_ok())
+            .map(|(o, _)| *o)
+            .collect();
+        let mut serves: Vec<NodeId> = std::iter::once(me)
+            .chain(membership.active())
+            .chain(observed_me)
+            .collect();
+        serves.sort_unstable();
+        serves.dedup();
         for origin in serves {
             if origin == from {
                 continue;

@@ -511,6 +511,9 @@ impl Membership {
         for id in failed {
             self.active.remove(&id);
             self.passive.retain(|p| *p != id);
+            // If it is alive after all (a long pause), it must drop us too,
+            // or it would keep a one-sided link.
+            ctx.send(id, &Message::Disconnect { alive: true });
             ctx.event(Event::NeighbourDown {
                 peer: id,
                 reason: DownReason::Failed,

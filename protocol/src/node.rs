@@ -244,6 +244,8 @@ pub enum Event {
         stamp: Stamp,
         /// Frame size in bytes.
         bytes: usize,
+        /// The neighbours it observes, ascending.
+        subjects: Vec<NodeId>,
     },
 }
 
@@ -626,6 +628,11 @@ impl<C: Crypto> Node<C> {
                     now_ms,
                 );
             }
+            Message::Digest { .. } if !self.membership.is_active(&from) => {
+                // Only neighbours pull; a peer that thinks we are one holds
+                // a one-sided link. Tell it.
+                ctx.send(from, &Message::Disconnect { alive: true });
+            }
             Message::Digest { entries } => {
                 self.gossip.on_digest(
                     cfg,
@@ -770,6 +777,10 @@ impl<C: Crypto> Node<C> {
             &frame,
             now_ms,
         );
-        ctx.event(Event::ReportSent { stamp, bytes });
+        ctx.event(Event::ReportSent {
+            stamp,
+            bytes,
+            subjects: report.subjects().collect(),
+        });
     }
 }

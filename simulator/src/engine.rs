@@ -1,0 +1,721 @@
+//! The discrete-event engine.
+//!
+//! One priority queue of events ordered by (time in µs, insertion number)
+//! drives every node's [`Node`] — the same code the daemon runs — through
+//! [`Node::handle_message`] and [`Node::handle_timeout`]. Each node's clock is
+//! the simulated time plus its skew. Nothing iterates over a hash map and all
+//! randomness comes from the scenario seed, so a run is a function of its
+//! scenario and seed; [`Sim::trace_hash`] proves it.
+//!
+//! Network model, per message: it waits for the sender's uplink (queued
+//! behind earlier messages at `uplink_mbps`), then takes the link's fixed
+//! base latency (log-normal per pair of nodes) plus uniform jitter. Packet
+//! loss drops a datagram; a stream message instead waits one probe timeout
+//! (2 RTT + 25 ms) per lost packet, as QUIC retransmission would. Partitions
+//! drop everything between groups; a crashed node receives nothing.
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "node indices are below 100,000 (scenario validation) and float-to-integer casts are of bounded, non-negative times and counts"
+)]
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use aws_lc_rs::digest;
+use sentinel_protocol::crypto::{Crypto, ModelledCrypto, RealCrypto, VerifyCache};
+use sentinel_protocol::envelope::{Kind, Stamp, Verified};
+use sentinel_protocol::identity::{ED25519_SIGNATURE_LEN, ML_DSA_65_SIGNATURE_LEN, SEED_LEN};
+use sentinel_protocol::message::{Class, TAG_REPORT};
+use sentinel_protocol::node::{DownReason, Event};
+use sentinel_protocol::rng::Rng;
+use sentinel_protocol::telemetry::HostSample;
+use sentinel_protocol::{Config, Error, Identity, MeshId, Node, NodeId, Roster};
+
+use crate::metrics::Metrics;
+use crate::scenario::{ActionKind, CryptoMode, Scenario};
+
+/// Simulated Unix time at the start of every run (node clocks add skew).
+pub const T0_MS: u64 = 1_700_000_000_000;
+
+/// The crypto a simulated node uses.
+#[derive(Debug)]
+pub enum SimCrypto {
+    /// Real signatures; verifications of identical bytes shared mesh-wide.
+    Real {
+        /// Signs.
+        inner: Box<RealCrypto>,
+        /// Shared by every node of the run.
+        cache: Rc<RefCell<VerifyCache>>,
+    },
+    /// Cost-modelled signatures (see [`ModelledCrypto`]).
+    Modelled(ModelledCrypto),
+}
+
+impl Crypto for SimCrypto {
+    fn id(&self) -> NodeId {
+        match self {
+            SimCrypto::Real { inner, .. } => inner.id(),
+            SimCrypto::Modelled(m) => m.id(),
+        }
+    }
+
+    fn seal(
+        &mut self,
+        mesh: &MeshId,
+        kind: Kind,
+        stamp: Stamp,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        match self {
+            SimCrypto::Real { inner, .. } => inner.seal(mesh, kind, stamp, payload),
+            SimCrypto::Modelled(m) => m.seal(mesh, kind, stamp, payload),
+        }
+    }
+
+    fn open<'a>(&mut self, roster: &Roster, frame: &'a [u8]) -> Result<Verified<'a>, Error> {
+        match self {
+            SimCrypto::Real { cache, .. } => cache.borrow_mut().open(roster, frame),
+            SimCrypto::Modelled(m) => m.open(roster, frame),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum EvKind {
+    Boot(u32),
+    Deliver {
+        to: u32,
+        from: u32,
+        bytes: Arc<[u8]>,
+    },
+    Timer {
+        node: u32,
+        generation: u64,
+    },
+    Action(usize),
+    StallStart(u32),
+    ChurnCrash(u32),
+    ChurnRestart(u32),
+    Second,
+}
+
+#[derive(Debug)]
+struct Ev {
+    at: u64,
+    seq: u64,
+    kind: EvKind,
+}
+
+impl PartialEq for Ev {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Ev {}
+impl PartialOrd for Ev {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Ev {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    node: Option<Node<SimCrypto>>,
+    boots: u64,
+    skew_ms: i64,
+    overloaded: bool,
+    churns: bool,
+    left: bool,
+    stall_until: u64,
+    timer_generation: u64,
+    timer_at: Option<u64>,
+    uplink_free: u64,
+    /// Crypto operations of earlier lives (stats restart with each boot).
+    signs_before: u64,
+    verifies_before: u64,
+    events_handled: u64,
+    cpu_from_us: u64,
+}
+
+/// Totals for the CPU estimate and the report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    /// Events the engine processed.
+    pub events: u64,
+    /// Messages delivered to a live node.
+    pub deliveries: u64,
+    /// Messages dropped (loss, partition, dead receiver).
+    pub dropped: u64,
+}
+
+/// One simulation run.
+pub struct Sim {
+    pub(crate) sc: Scenario,
+    cfg: Config,
+    roster: Arc<Roster>,
+    pub(crate) ids: Vec<NodeId>,
+    index: BTreeMap<NodeId, u32>,
+    seeds: Vec<[u8; SEED_LEN]>,
+    cache: Rc<RefCell<VerifyCache>>,
+    slots: Vec<Slot>,
+    queue: BinaryHeap<Reverse<Ev>>,
+    seq: u64,
+    pub(crate) now: u64,
+    end: u64,
+    rng: Rng,
+    groups: Option<Vec<u32>>,
+    pub(crate) metrics: Metrics,
+    trace: digest::Context,
+    pub(crate) totals: Totals,
+    pub(crate) cpu_us: Vec<f64>,
+}
+
+fn node_seed(run_seed: u64, i: usize) -> [u8; SEED_LEN] {
+    let mut r = Rng::derive(run_seed, 0x1D_0000 + i as u64);
+    let mut seed = [0u8; SEED_LEN];
+    for chunk in seed.chunks_mut(8) {
+        chunk.copy_from_slice(&r.next_u64().to_be_bytes());
+    }
+    seed
+}
+
+/// A standard normal variate (Box–Muller).
+fn normal(r: &mut Rng) -> f64 {
+    let u1 = r.unit().max(f64::MIN_POSITIVE);
+    let u2 = r.unit();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+fn exponential(r: &mut Rng, mean_s: f64) -> u64 {
+    let u = r.unit().max(f64::MIN_POSITIVE);
+    (-u.ln() * mean_s * 1e6) as u64
+}
+
+impl Sim {
+    /// Prepares a run: identities, roster, boot schedule.
+    ///
+    /// # Errors
+    /// A roster or config error (a scenario that passed validation does not
+    /// produce one).
+    pub fn new(sc: Scenario) -> Result<Self, Error> {
+        let n = sc.nodes;
+        let seeds: Vec<[u8; SEED_LEN]> = (0..n).map(|i| node_seed(sc.seed, i)).collect();
+        let publics = seeds
+            .iter()
+            .map(|s| Identity::from_seed(s).map(|id| id.public().clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let roster = Arc::new(Roster::equal_weight(&sc.name, publics)?);
+        let ids: Vec<NodeId> = roster.members().map(|m| m.public.id()).collect();
+        // Members come back sorted by id; give node i the i-th seed's id.
+        let ids: Vec<NodeId> = seeds
+            .iter()
+            .map(|s| Identity::from_seed(s).map(|id| id.id()))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or(ids);
+        let index = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect();
+        let cfg = sc.protocol.config();
+        let mut rng = Rng::derive(sc.seed, 0x5EED);
+        let mut slots: Vec<Slot> = (0..n).map(|_| Slot::default()).collect();
+        for s in &mut slots {
+            let skew = sc.clock.skew_ms;
+            s.skew_ms = i64::try_from(rng.between(0, 2 * skew)).unwrap_or(0)
+                - i64::try_from(skew).unwrap_or(0);
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut order);
+        for &i in order
+            .iter()
+            .take((sc.overload.fraction * n as f64).round() as usize)
+        {
+            slots[i].overloaded = true;
+        }
+        rng.shuffle(&mut order);
+        for &i in order
+            .iter()
+            .take((sc.churn.fraction * n as f64).round() as usize)
+        {
+            slots[i].churns = true;
+        }
+        let end = sc.duration_s * 1_000_000;
+        let metrics = Metrics::new(n, sc.warmup_s * 1_000_000, sc.deadline_ms, sc.duration_s);
+        let mut sim = Self {
+            cfg,
+            roster,
+            ids,
+            index,
+            seeds,
+            cache: Rc::new(RefCell::new(VerifyCache::new(1 << 16))),
+            slots,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            now: 0,
+            end,
+            rng,
+            groups: None,
+            metrics,
+            trace: digest::Context::new(&digest::SHA256),
+            totals: Totals::default(),
+            cpu_us: vec![0.0; n],
+            sc,
+        };
+        for i in 0..n {
+            let at = i as u64 * sim.sc.boot_stagger_ms * 1000;
+            sim.push(at, EvKind::Boot(i as u32));
+        }
+        for (k, a) in sim.sc.events.clone().iter().enumerate() {
+            sim.push((a.at_s * 1e6) as u64, EvKind::Action(k));
+        }
+        for s in 1..=sim.sc.duration_s {
+            sim.push(s * 1_000_000, EvKind::Second);
+        }
+        Ok(sim)
+    }
+
+    fn push(&mut self, at: u64, kind: EvKind) {
+        self.seq += 1;
+        self.queue.push(Reverse(Ev {
+            at,
+            seq: self.seq,
+            kind,
+        }));
+    }
+
+    fn node_ms(&self, i: usize) -> u64 {
+        let t = T0_MS as i64 + (self.now / 1000) as i64 + self.slots[i].skew_ms;
+        u64::try_from(t).unwrap_or(0)
+    }
+
+    /// Runs to the end, calling `on_second` with each simulated second.
+    pub fn run(&mut self, mut on_second: impl FnMut(u64)) {
+        while let Some(Reverse(ev)) = self.queue.pop() {
+            if ev.at > self.end {
+                break;
+            }
+            self.now = ev.at;
+            self.totals.events += 1;
+            match ev.kind {
+                EvKind::Boot(i) => self.boot(i as usize),
+                EvKind::Deliver { to, from, bytes } => self.deliver(ev.at, ev.seq, to, from, bytes),
+                EvKind::Timer { node, generation } => self.timer(node, generation),
+                EvKind::Action(k) => self.action(k),
+                EvKind::StallStart(i) => self.stall(i as usize),
+                EvKind::ChurnCrash(i) => {
+                    let i = i as usize;
+                    if self.slots[i].node.is_some() {
+                        self.crash(i);
+                        let d = exponential(&mut self.rng, self.sc.churn.mean_down_s);
+                        self.push(self.now + d, EvKind::ChurnRestart(i as u32));
+                    }
+                }
+                EvKind::ChurnRestart(i) => {
+                    if self.slots[i as usize].node.is_none() && !self.slots[i as usize].left {
+                        self.boot(i as usize);
+                    }
+                }
+                EvKind::Second => {
+                    self.metrics.finalize(self.now, false);
+                    self.metrics.note_live(self.now);
+                    on_second(self.now / 1_000_000);
+                }
+            }
+        }
+        self.now = self.end;
+        self.metrics.finalize(self.now, true);
+        for i in 0..self.slots.len() {
+            self.account_cpu(i);
+        }
+    }
+
+    fn boot(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if slot.node.is_some() {
+            return;
+        }
+        slot.boots += 1;
+        let epoch = slot.boots;
+        let crypto = match self.sc.crypto {
+            CryptoMode::Modelled => SimCrypto::Modelled(ModelledCrypto::new(self.ids[i])),
+            CryptoMode::Real => match Identity::from_seed(&self.seeds[i]) {
+                Ok(id) => SimCrypto::Real {
+                    inner: Box::new(RealCrypto::new(id)),
+                    cache: self.cache.clone(),
+                },
+                Err(_) => return,
+            },
+        };
+        let seed = Rng::derive(self.sc.seed, (i as u64) << 20 | epoch).next_u64();
+        let now_ms = self.node_ms(i);
+        let Ok(mut node) = Node::new(
+            self.cfg.clone(),
+            self.roster.clone(),
+            crypto,
+            epoch,
+            seed,
+            now_ms,
+        ) else {
+            return;
+        };
+        node.set_host_sample(HostSample {
+            cpu_permille: if self.slots[i].overloaded { 950 } else { 150 },
+            mem_permille: 400,
+            ..HostSample::default()
+        });
+        node.join(now_ms);
+        self.slots[i].node = Some(node);
+        self.slots[i].cpu_from_us = self.now;
+        self.metrics.up(i as u32);
+        if self.slots[i].churns {
+            let d = exponential(&mut self.rng, self.sc.churn.mean_up_s);
+            self.push(self.now + d, EvKind::ChurnCrash(i as u32));
+        }
+        if self.slots[i].overloaded && self.slots[i].boots == 1 {
+            let d = exponential(&mut self.rng, 1.0 / self.sc.overload.stalls_per_s);
+            self.push(self.now + d, EvKind::StallStart(i as u32));
+        }
+        self.after(i);
+    }
+
+    fn account_cpu(&mut self, i: usize) {
+        let Some(node) = self.slots[i].node.as_ref() else {
+            return;
+        };
+        let st = node.stats();
+        let slot = &mut self.slots[i];
+        slot.signs_before += st.signs;
+        slot.verifies_before += st.verifies;
+        let _ = slot.cpu_from_us;
+        self.cpu_us[i] = slot.signs_before as f64 * self.sc.cost.sign_us
+            + slot.verifies_before as f64 * self.sc.cost.verify_us
+            + slot.events_handled as f64 * self.sc.cost.event_us;
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.account_cpu(i);
+        let slot = &mut self.slots[i];
+        slot.node = None;
+        slot.timer_generation += 1;
+        slot.timer_at = None;
+        self.metrics.down(self.now, i as u32, true);
+    }
+
+    fn stall(&mut self, i: usize) {
+        let o = &self.sc.overload;
+        let len = self.rng.between(o.stall_min_ms, o.stall_max_ms) * 1000;
+        self.slots[i].stall_until = self.now + len;
+        let next = exponential(&mut self.rng, 1.0 / o.stalls_per_s);
+        self.push(self.now + len + next, EvKind::StallStart(i as u32));
+    }
+
+    fn action(&mut self, k: usize) {
+        let a = self.sc.events[k].clone();
+        let mut live: Vec<usize> = (0..self.slots.len())
+            .filter(|i| self.slots[*i].node.is_some())
+            .collect();
+        match a.action {
+            ActionKind::Crash | ActionKind::Leave => {
+                self.rng.shuffle(&mut live);
+                let count = (a.fraction * live.len() as f64).round() as usize;
+                for &i in live.iter().take(count) {
+                    if a.action == ActionKind::Leave {
+                        if let Some(node) = self.slots[i].node.as_mut() {
+                            node.leave();
+                        }
+                        self.after(i);
+                        self.slots[i].left = true;
+                        self.account_cpu(i);
+                        self.slots[i].node = None;
+                        self.slots[i].timer_generation += 1;
+                        self.metrics.down(self.now, i as u32, false);
+                    } else {
+                        self.crash(i);
+                    }
+                }
+            }
+            ActionKind::Restart => {
+                for i in 0..self.slots.len() {
+                    if self.slots[i].node.is_none() && !self.slots[i].left {
+                        self.boot(i);
+                    }
+                }
+            }
+            ActionKind::Partition => {
+                let n = self.slots.len();
+                self.groups = Some((0..n).map(|i| (i * a.groups / n) as u32).collect());
+            }
+            ActionKind::Heal => self.groups = None,
+        }
+    }
+
+    fn timer(&mut self, i: u32, generation: u64) {
+        let iu = i as usize;
+        if self.slots[iu].timer_generation != generation {
+            return;
+        }
+        if self.now < self.slots[iu].stall_until {
+            let at = self.slots[iu].stall_until;
+            self.push(
+                at,
+                EvKind::Timer {
+                    node: i,
+                    generation,
+                },
+            );
+            return;
+        }
+        self.slots[iu].timer_at = None;
+        let now_ms = self.node_ms(iu);
+        if let Some(node) = self.slots[iu].node.as_mut() {
+            node.handle_timeout(now_ms);
+            self.slots[iu].events_handled += 1;
+            self.after(iu);
+        }
+    }
+
+    fn deliver(&mut self, at: u64, seq: u64, to: u32, from: u32, bytes: Arc<[u8]>) {
+        let t = to as usize;
+        if self.slots[t].node.is_none() {
+            self.totals.dropped += 1;
+            return;
+        }
+        if self.now < self.slots[t].stall_until {
+            let until = self.slots[t].stall_until;
+            self.push(until, EvKind::Deliver { to, from, bytes });
+            return;
+        }
+        let _ = (at, seq);
+        self.record_trace(from, to, &bytes);
+        self.metrics
+            .received(self.now, to, self.wire_len(bytes.len()));
+        self.totals.deliveries += 1;
+        let now_ms = self.node_ms(t);
+        let from_id = self.ids[from as usize];
+        if let Some(node) = self.slots[t].node.as_mut() {
+            node.handle_message(now_ms, from_id, bytes);
+            self.slots[t].events_handled += 1;
+        }
+        self.after(t);
+    }
+
+    /// Trace record: time, source, destination and a hash of the bytes. For
+    /// a report, the hash covers the signed content only: ML-DSA signing is
+    /// randomised, so real-crypto runs differ in signature bytes alone.
+    fn record_trace(&mut self, from: u32, to: u32, bytes: &[u8]) {
+        let sigs = ED25519_SIGNATURE_LEN + ML_DSA_65_SIGNATURE_LEN;
+        let content = if bytes.first() == Some(&TAG_REPORT) && bytes.len() > sigs {
+            &bytes[..bytes.len() - sigs]
+        } else {
+            bytes
+        };
+        let h = xxhash_rust::xxh3::xxh3_64(content);
+        let mut rec = [0u8; 24];
+        rec[..8].copy_from_slice(&self.now.to_be_bytes());
+        rec[8..12].copy_from_slice(&from.to_be_bytes());
+        rec[12..16].copy_from_slice(&to.to_be_bytes());
+        rec[16..].copy_from_slice(&h.to_be_bytes());
+        self.trace.update(&rec);
+    }
+
+    fn wire_len(&self, len: usize) -> u64 {
+        let packets = len.div_ceil(self.sc.network.packet_payload).max(1);
+        (len + packets * self.sc.network.packet_overhead) as u64
+    }
+
+    fn base_latency_us(&self, a: u32, b: u32) -> u64 {
+        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+        let mut r = Rng::derive(self.sc.seed, (u64::from(lo) << 32) | u64::from(hi));
+        let z = normal(&mut r);
+        let ms = self.sc.network.latency_median_ms * (self.sc.network.latency_sigma * z).exp();
+        (ms.clamp(0.1, 10_000.0) * 1000.0) as u64
+    }
+
+    /// Drains a node's transmits and events, and re-arms its timer.
+    fn after(&mut self, i: usize) {
+        let Some(node) = self.slots[i].node.as_mut() else {
+            return;
+        };
+        let mut transmits = Vec::new();
+        while let Some(t) = node.poll_transmit() {
+            transmits.push(t);
+        }
+        let mut events = Vec::new();
+        while let Some(e) = node.poll_event() {
+            events.push(e);
+        }
+        let next = node.poll_timeout();
+        let from = i as u32;
+        for t in transmits {
+            let Some(&to) = self.index.get(&t.to) else {
+                continue;
+            };
+            let len = t.bytes.len();
+            let wire = self.wire_len(len);
+            self.metrics.sent(self.now, from, wire);
+            let tx_us = (wire as f64 * 8.0 / self.sc.network.uplink_mbps) as u64;
+            let start = self.now.max(self.slots[i].uplink_free);
+            self.slots[i].uplink_free = start + tx_us;
+            let base = self.base_latency_us(from, to);
+            let jitter = self.rng.between(0, self.sc.network.jitter_ms * 1000);
+            let loss = self.sc.network.loss;
+            let mut delay = base + jitter;
+            if loss > 0.0 {
+                let packets = len.div_ceil(self.sc.network.packet_payload).max(1);
+                let p_msg = 1.0 - (1.0 - loss).powi(i32::try_from(packets).unwrap_or(i32::MAX));
+                match t.class {
+                    Class::Datagram => {
+                        if self.rng.chance(p_msg) {
+                            self.totals.dropped += 1;
+                            continue;
+                        }
+                    }
+                    Class::Stream => {
+                        let pto = 4 * base + 25_000;
+                        let mut tries = 0;
+                        while tries < 20 && self.rng.chance(p_msg) {
+                            delay += pto << tries.min(4);
+                            tries += 1;
+                        }
+                    }
+                }
+            }
+            if let Some(g) = &self.groups
+                && g[i] != g[to as usize]
+            {
+                self.totals.dropped += 1;
+                continue;
+            }
+            self.push(
+                self.slots[i].uplink_free + delay,
+                EvKind::Deliver {
+                    to,
+                    from,
+                    bytes: t.bytes,
+                },
+            );
+        }
+        for e in events {
+            self.on_event(i, e);
+        }
+        let at = next.map(|ms| {
+            let sim_ms = ms as i64 - T0_MS as i64 - self.slots[i].skew_ms;
+            (u64::try_from(sim_ms).unwrap_or(0) * 1000).max(self.now)
+        });
+        if at != self.slots[i].timer_at
+            && let Some(at) = at
+        {
+            self.slots[i].timer_generation += 1;
+            self.slots[i].timer_at = Some(at);
+            let generation = self.slots[i].timer_generation;
+            self.push(
+                at,
+                EvKind::Timer {
+                    node: from,
+                    generation,
+                },
+            );
+        }
+    }
+
+    fn idx(&self, id: &NodeId) -> Option<u32> {
+        self.index.get(id).copied()
+    }
+
+    fn on_event(&mut self, i: usize, e: Event) {
+        let me = i as u32;
+        match e {
+            Event::NeighbourUp(p) => {
+                if let Some(p) = self.idx(&p) {
+                    self.metrics.neighbour_up(me, p);
+                }
+            }
+            Event::NeighbourDown { peer, reason } => {
+                if let Some(p) = self.idx(&peer) {
+                    self.metrics
+                        .neighbour_down(self.now, me, p, reason == DownReason::Failed);
+                }
+            }
+            Event::Suspected(p) => {
+                if let Some(p) = self.idx(&p) {
+                    self.metrics.suspected(self.now, p);
+                }
+            }
+            Event::Refuted(_) => {}
+            Event::ReportReceived { origin, stamp, .. } => {
+                if let Some(o) = self.idx(&origin) {
+                    self.metrics
+                        .report_received(self.now, me, o, stamp.epoch, stamp.sequence);
+                }
+            }
+            Event::ReportSent {
+                stamp, subjects, ..
+            } => {
+                let subjects: Vec<u32> = subjects.iter().filter_map(|s| self.idx(s)).collect();
+                self.metrics
+                    .report_sent(self.now, me, stamp.epoch, stamp.sequence, &subjects);
+                let overloaded = self.slots[i].overloaded;
+                let cpu = if overloaded { 900 } else { 100 } + self.rng.between(0, 100);
+                if let Some(node) = self.slots[i].node.as_mut() {
+                    node.set_host_sample(HostSample {
+                        cpu_permille: u16::try_from(cpu).unwrap_or(1000),
+                        mem_permille: 400,
+                        ..HostSample::default()
+                    });
+                }
+            }
+        }
+    }
+
+    /// SHA-256 over every delivery so far (see [`Sim::record_trace`]).
+    #[must_use]
+    pub fn trace_hash(&self) -> String {
+        hex_string(self.trace.clone().finish().as_ref())
+    }
+
+    /// Cache hits and misses of real-mode verification.
+    #[must_use]
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.cache.borrow().stats()
+    }
+
+    /// Nodes up at the end with an empty active view.
+    #[must_use]
+    pub fn isolated(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.node.as_ref().is_some_and(|n| n.active_view().is_empty()))
+            .count()
+    }
+
+    /// Sum over live nodes of their protocol counters.
+    #[must_use]
+    pub fn node_stats(&self) -> sentinel_protocol::node::NodeStats {
+        let mut t = sentinel_protocol::node::NodeStats::default();
+        for n in self.slots.iter().filter_map(|s| s.node.as_ref()) {
+            let s = n.stats();
+            t.signs += s.signs;
+            t.verifies += s.verifies;
+            t.reports_received += s.reports_received;
+            t.reports_relayed += s.reports_relayed;
+            t.duplicates += s.duplicates;
+            t.invalid += s.invalid;
+            t.malformed += s.malformed;
+            t.rate_limited += s.rate_limited;
+        }
+        t
+    }
+}
+
+fn hex_string(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

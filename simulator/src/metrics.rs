@@ -1,0 +1,344 @@
+//! What the simulator measures, from ground truth.
+//!
+//! "Interested" nodes are computed from the nodes' actual active views (kept
+//! here from every view change the nodes make) at the moment a report is
+//! signed — never from the dissemination layer's idea of where to send. A
+//! report's interested nodes are the live nodes, other than its signer, that
+//! have the signer or one of the neighbours the report observes in their
+//! active view.
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "node indices are below 100,000 (scenario validation) and float-to-integer casts are of bounded, non-negative times and counts"
+)]
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::Serialize;
+
+/// Latency histogram resolution: 1 ms buckets up to this many.
+const HIST_MS: usize = 60_000;
+/// Bucket width of time series, seconds.
+pub const SERIES_S: u64 = 5;
+
+#[derive(Debug)]
+struct Track {
+    sent_us: u64,
+    interested: Vec<u32>,
+    /// Delivery latency per interested node, ms (`u32::MAX` = not yet).
+    latency_ms: Vec<u32>,
+}
+
+/// One point of a time series (a `SERIES_S` bucket).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SeriesPoint {
+    /// Bucket start, seconds from the start of the run.
+    pub t_s: u64,
+    /// (report, interested live node) pairs whose report was signed in the
+    /// bucket.
+    pub pairs: u64,
+    /// Of those, delivered within the deadline.
+    pub on_time: u64,
+    /// Bytes sent and received by all nodes in the bucket (with overhead).
+    pub bytes: u64,
+    /// Live nodes at the end of the bucket.
+    pub live: u64,
+}
+
+/// Ground-truth bookkeeping for one run.
+#[derive(Debug)]
+pub struct Metrics {
+    n: usize,
+    warmup_us: u64,
+    deadline_ms: u32,
+    horizon_us: u64,
+    /// views[x] = x's active view.
+    views: Vec<BTreeSet<u32>>,
+    /// in_views[s] = nodes with s in their active view.
+    in_views: Vec<BTreeSet<u32>>,
+    pub(crate) live: Vec<bool>,
+    tracks: BTreeMap<(u32, u64, u64), Track>,
+    order: VecDeque<(u32, u64, u64)>,
+    hist: Vec<u64>,
+    late_beyond_hist: u64,
+    pub(crate) reports_tracked: u64,
+    pub(crate) reports_on_time: u64,
+    pub(crate) pairs: u64,
+    pub(crate) pairs_on_time: u64,
+    pub(crate) pairs_delivered: u64,
+    pub(crate) series: Vec<SeriesPoint>,
+    /// Crash detection: (crashed, neighbour) → crash time.
+    pending_detect: BTreeMap<(u32, u32), u64>,
+    pub(crate) detect_ms: Vec<u64>,
+    pub(crate) removed_otherwise: u64,
+    pub(crate) false_suspicions: u64,
+    pub(crate) false_deaths: u64,
+    pub(crate) false_death_examples: Vec<(f64, u32, u32)>,
+    pub(crate) bytes_in: Vec<u64>,
+    pub(crate) bytes_out: Vec<u64>,
+    pub(crate) msgs: Vec<u64>,
+}
+
+impl Metrics {
+    pub(crate) fn new(n: usize, warmup_us: u64, deadline_ms: u64, duration_s: u64) -> Self {
+        Self {
+            n,
+            warmup_us,
+            deadline_ms: u32::try_from(deadline_ms).unwrap_or(u32::MAX),
+            horizon_us: 10_000_000,
+            views: vec![BTreeSet::new(); n],
+            in_views: vec![BTreeSet::new(); n],
+            live: vec![false; n],
+            tracks: BTreeMap::new(),
+            order: VecDeque::new(),
+            hist: vec![0; HIST_MS],
+            late_beyond_hist: 0,
+            reports_tracked: 0,
+            reports_on_time: 0,
+            pairs: 0,
+            pairs_on_time: 0,
+            pairs_delivered: 0,
+            series: (0..duration_s.div_ceil(SERIES_S))
+                .map(|b| SeriesPoint {
+                    t_s: b * SERIES_S,
+                    ..SeriesPoint::default()
+                })
+                .collect(),
+            pending_detect: BTreeMap::new(),
+            detect_ms: Vec::new(),
+            removed_otherwise: 0,
+            false_suspicions: 0,
+            false_deaths: 0,
+            false_death_examples: Vec::new(),
+            bytes_in: vec![0; n],
+            bytes_out: vec![0; n],
+            msgs: vec![0; n],
+        }
+    }
+
+    fn measuring(&self, now_us: u64) -> bool {
+        now_us >= self.warmup_us
+    }
+
+    fn bucket(&mut self, now_us: u64) -> Option<&mut SeriesPoint> {
+        let b = usize::try_from(now_us / 1_000_000 / SERIES_S).ok()?;
+        self.series.get_mut(b)
+    }
+
+    pub(crate) fn sent(&mut self, now_us: u64, from: u32, wire: u64) {
+        if let Some(p) = self.bucket(now_us) {
+            p.bytes += wire;
+        }
+        if self.measuring(now_us) {
+            self.bytes_out[from as usize] += wire;
+            self.msgs[from as usize] += 1;
+        }
+    }
+
+    pub(crate) fn received(&mut self, now_us: u64, to: u32, wire: u64) {
+        if let Some(p) = self.bucket(now_us) {
+            p.bytes += wire;
+        }
+        if self.measuring(now_us) {
+            self.bytes_in[to as usize] += wire;
+            self.msgs[to as usize] += 1;
+        }
+    }
+
+    pub(crate) fn up(&mut self, x: u32) {
+        self.live[x as usize] = true;
+    }
+
+    /// `x` crashed or left: its view is gone; its neighbours should notice.
+    pub(crate) fn down(&mut self, now_us: u64, x: u32, crashed: bool) {
+        self.live[x as usize] = false;
+        for s in std::mem::take(&mut self.views[x as usize]) {
+            self.in_views[s as usize].remove(&x);
+        }
+        // Pending detections by x are moot.
+        self.pending_detect.retain(|(_, by), _| *by != x);
+        self.pending_detect.retain(|(c, _), _| *c != x);
+        if crashed && self.measuring(now_us) {
+            for &nb in &self.in_views[x as usize] {
+                if self.live[nb as usize] {
+                    self.pending_detect.insert((x, nb), now_us);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn neighbour_up(&mut self, x: u32, peer: u32) {
+        self.views[x as usize].insert(peer);
+        self.in_views[peer as usize].insert(x);
+    }
+
+    pub(crate) fn neighbour_down(&mut self, now_us: u64, x: u32, peer: u32, failed: bool) {
+        self.views[x as usize].remove(&peer);
+        self.in_views[peer as usize].remove(&x);
+        if let Some(t) = self.pending_detect.remove(&(peer, x)) {
+            if failed {
+                self.detect_ms.push((now_us - t) / 1000);
+            } else {
+                self.removed_otherwise += 1;
+            }
+        } else if failed && self.live[peer as usize] && self.measuring(now_us) {
+            self.false_deaths += 1;
+            if self.false_death_examples.len() < 10 {
+                self.false_death_examples
+                    .push((now_us as f64 / 1e6, x, peer));
+            }
+        }
+    }
+
+    pub(crate) fn suspected(&mut self, now_us: u64, peer: u32) {
+        if self.live[peer as usize] && self.measuring(now_us) {
+            self.false_suspicions += 1;
+        }
+    }
+
+    /// `origin` signed a report observing `subjects`.
+    pub(crate) fn report_sent(
+        &mut self,
+        now_us: u64,
+        origin: u32,
+        epoch: u64,
+        sequence: u64,
+        subjects: &[u32],
+    ) {
+        if !self.measuring(now_us) {
+            return;
+        }
+        let mut interested: BTreeSet<u32> = self.in_views[origin as usize].clone();
+        for s in subjects {
+            interested.extend(self.in_views[*s as usize].iter().copied());
+        }
+        interested.remove(&origin);
+        let interested: Vec<u32> = interested
+            .into_iter()
+            .filter(|x| self.live[*x as usize])
+            .collect();
+        let k = interested.len();
+        let key = (origin, epoch, sequence);
+        self.tracks.insert(
+            key,
+            Track {
+                sent_us: now_us,
+                interested,
+                latency_ms: vec![u32::MAX; k],
+            },
+        );
+        self.order.push_back(key);
+    }
+
+    pub(crate) fn report_received(
+        &mut self,
+        now_us: u64,
+        at: u32,
+        origin: u32,
+        epoch: u64,
+        sequence: u64,
+    ) {
+        if let Some(t) = self.tracks.get_mut(&(origin, epoch, sequence))
+            && let Ok(i) = t.interested.binary_search(&at)
+            && t.latency_ms[i] == u32::MAX
+        {
+            t.latency_ms[i] = u32::try_from((now_us - t.sent_us) / 1000).unwrap_or(u32::MAX - 1);
+        }
+    }
+
+    /// Closes the books on reports older than the horizon (all of them with
+    /// `all`).
+    pub(crate) fn finalize(&mut self, now_us: u64, all: bool) {
+        while let Some(key) = self.order.front().copied() {
+            let Some(t) = self.tracks.get(&key) else {
+                self.order.pop_front();
+                continue;
+            };
+            if !all && t.sent_us + self.horizon_us > now_us {
+                break;
+            }
+            self.order.pop_front();
+            let Some(t) = self.tracks.remove(&key) else {
+                continue;
+            };
+            let mut pairs = 0u64;
+            let mut on_time = 0u64;
+            for (x, lat) in t.interested.iter().zip(&t.latency_ms) {
+                // Delivery to live nodes: a receiver that crashed since is
+                // not counted.
+                if !self.live[*x as usize] {
+                    continue;
+                }
+                pairs += 1;
+                if *lat != u32::MAX {
+                    self.pairs_delivered += 1;
+                    match self.hist.get_mut(*lat as usize) {
+                        Some(h) => *h += 1,
+                        None => self.late_beyond_hist += 1,
+                    }
+                    if *lat <= self.deadline_ms {
+                        on_time += 1;
+                    }
+                }
+            }
+            self.pairs += pairs;
+            self.pairs_on_time += on_time;
+            self.reports_tracked += 1;
+            // A report with no live interested node counts as delivered.
+            if on_time as f64 >= 0.99 * pairs as f64 {
+                self.reports_on_time += 1;
+            }
+            if let Some(p) = self.bucket(t.sent_us) {
+                p.pairs += pairs;
+                p.on_time += on_time;
+            }
+        }
+    }
+
+    pub(crate) fn note_live(&mut self, now_us: u64) {
+        let live = self.live.iter().filter(|l| **l).count() as u64;
+        if let Some(p) = self.bucket(now_us.saturating_sub(1)) {
+            p.live = live;
+        }
+    }
+
+    /// Latency percentile over every delivered pair, ms.
+    pub(crate) fn latency_percentile(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.hist.iter().sum::<u64>() + self.late_beyond_hist;
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (ms, c) in self.hist.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(ms as u64);
+            }
+        }
+        Some(HIST_MS as u64)
+    }
+
+    /// The latency CDF as (ms, fraction) points, for plotting.
+    pub(crate) fn latency_cdf(&self) -> Vec<(u64, f64)> {
+        let total: u64 = self.hist.iter().sum::<u64>() + self.late_beyond_hist;
+        let mut out = Vec::new();
+        let mut seen = 0u64;
+        for (ms, c) in self.hist.iter().enumerate() {
+            if *c == 0 {
+                continue;
+            }
+            seen += c;
+            out.push((ms as u64, seen as f64 / total.max(1) as f64));
+        }
+        out
+    }
+
+    /// Crashed-neighbour pairs still waiting for detection.
+    pub(crate) fn undetected(&self) -> usize {
+        self.pending_detect.len()
+    }
+
+    pub(crate) fn nodes(&self) -> usize {
+        self.n
+    }
+}

@@ -1,0 +1,512 @@
+//! The run report: JSON for machines, Markdown for people, SVG plots.
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "node indices are below 100,000 (scenario validation) and float-to-integer casts are of bounded, non-negative times and counts"
+)]
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::engine::Sim;
+use crate::metrics::{SERIES_S, SeriesPoint};
+use crate::scenario::{ActionKind, Scenario};
+
+/// Percentiles of a distribution.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Dist {
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Dist {
+    fn of(mut v: Vec<f64>) -> Self {
+        if v.is_empty() {
+            return Self::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let q = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        Self {
+            mean: v.iter().sum::<f64>() / v.len() as f64,
+            p50: q(0.5),
+            p95: q(0.95),
+            p99: q(0.99),
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+/// Delivery of reports to interested nodes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// Reports signed after warm-up.
+    pub reports: u64,
+    /// Fraction of them that reached ≥ 99% of their interested live nodes
+    /// within the deadline.
+    pub reports_reaching_99pct_on_time: f64,
+    /// (report, interested live node) pairs.
+    pub pairs: u64,
+    /// Fraction of pairs delivered within the deadline.
+    pub on_time_ratio: f64,
+    /// Fraction of pairs delivered at all (within 10 s).
+    pub delivered_ratio: f64,
+    /// Dissemination latency over delivered pairs, ms.
+    pub latency_ms: Dist,
+    /// The deadline, ms.
+    pub deadline_ms: u64,
+}
+
+/// Crash detection by the crashed node's live neighbours.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detection {
+    /// (crashed node, live neighbour) pairs detected as failed.
+    pub detected: usize,
+    /// Time from crash to the neighbour declaring it failed, ms.
+    pub time_ms: Dist,
+    /// Pairs where the neighbour dropped the crashed node for another
+    /// reason first (e.g. replaced it in a view change).
+    pub removed_otherwise: u64,
+    /// Pairs never resolved by the end of the run.
+    pub undetected: usize,
+    /// Suspicions of live nodes (refuted later or not).
+    pub false_suspicions: u64,
+    /// Live nodes declared failed by a neighbour.
+    pub false_deaths: u64,
+    /// Up to ten (time s, accuser, accused) examples.
+    pub false_death_examples: Vec<(f64, u32, u32)>,
+}
+
+/// Recovery after a scheduled action.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovery {
+    /// The action.
+    pub action: ActionKind,
+    /// When, s.
+    pub at_s: f64,
+    /// Seconds until on-time delivery to live nodes was back at ≥ 99% (for
+    /// reports signed from then on), if it came back.
+    pub recovered_after_s: Option<f64>,
+}
+
+/// Engine figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Engine {
+    /// Events processed.
+    pub events: u64,
+    /// Messages delivered.
+    pub deliveries: u64,
+    /// Messages dropped (loss, partitions, dead receivers).
+    pub dropped: u64,
+    /// Wall-clock seconds the run took.
+    pub wall_s: f64,
+    /// Simulated seconds per wall second.
+    pub speedup: f64,
+    /// Events per wall second.
+    pub events_per_s: f64,
+    /// Peak resident memory of the process, MiB (Linux `VmHWM`).
+    pub peak_rss_mib: Option<f64>,
+    /// Real-mode verification cache (hits, misses).
+    pub verify_cache: (u64, u64),
+}
+
+/// Everything a run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The scenario as run (after command-line overrides).
+    pub scenario: Scenario,
+    /// SHA-256 over every delivery (time, source, destination, content
+    /// hash).
+    pub trace_hash: String,
+    /// Report delivery.
+    pub delivery: Delivery,
+    /// Per-node bandwidth, all traffic in and out with packet overhead,
+    /// bytes/s, over the measured window.
+    pub bandwidth_bytes_per_s: Dist,
+    /// Messages sent and received per node per second.
+    pub messages_per_node_per_s: Dist,
+    /// Estimated CPU per node from the cost model, fraction of one core.
+    pub cpu_core_fraction: Dist,
+    /// Failure detection and false positives.
+    pub detection: Detection,
+    /// Recovery after each scheduled action.
+    pub recovery: Vec<Recovery>,
+    /// Live nodes with an empty active view at the end.
+    pub isolated_at_end: usize,
+    /// Engine speed.
+    pub engine: Engine,
+    /// Time series (5 s buckets).
+    pub series: Vec<SeriesPoint>,
+    /// Latency CDF points (ms, fraction), for the plot.
+    #[serde(skip)]
+    pub latency_cdf: Vec<(u64, f64)>,
+}
+
+/// Peak resident set size from `/proc/self/status`, MiB.
+#[must_use]
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+impl RunReport {
+    /// Builds the report of a finished run that took `wall_s`.
+    #[must_use]
+    pub fn build(sim: &Sim, wall_s: f64) -> Self {
+        let m = &sim.metrics;
+        let sc = &sim.sc;
+        let window_s = (sc.duration_s - sc.warmup_s) as f64;
+        let n = m.nodes();
+        let bw: Vec<f64> = (0..n)
+            .map(|i| (m.bytes_in[i] + m.bytes_out[i]) as f64 / window_s)
+            .collect();
+        let msgs: Vec<f64> = m.msgs.iter().map(|c| *c as f64 / window_s).collect();
+        let cpu: Vec<f64> = sim
+            .cpu_us
+            .iter()
+            .map(|us| us / 1e6 / sc.duration_s as f64)
+            .collect();
+        let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+        let recovery = sc
+            .events
+            .iter()
+            .map(|a| Recovery {
+                action: a.action,
+                at_s: a.at_s,
+                recovered_after_s: recovered_after(&m.series, a.at_s, sc.duration_s),
+            })
+            .collect();
+        let t = sim.totals;
+        Self {
+            scenario: sc.clone(),
+            trace_hash: sim.trace_hash(),
+            delivery: Delivery {
+                reports: m.reports_tracked,
+                reports_reaching_99pct_on_time: ratio(m.reports_on_time, m.reports_tracked),
+                pairs: m.pairs,
+                on_time_ratio: ratio(m.pairs_on_time, m.pairs),
+                delivered_ratio: ratio(m.pairs_delivered, m.pairs),
+                latency_ms: Dist {
+                    mean: f64::NAN,
+                    p50: m.latency_percentile(0.5).unwrap_or(0) as f64,
+                    p95: m.latency_percentile(0.95).unwrap_or(0) as f64,
+                    p99: m.latency_percentile(0.99).unwrap_or(0) as f64,
+                    max: m.latency_percentile(1.0).unwrap_or(0) as f64,
+                },
+                deadline_ms: sc.deadline_ms,
+            },
+            bandwidth_bytes_per_s: Dist::of(bw),
+            messages_per_node_per_s: Dist::of(msgs),
+            cpu_core_fraction: Dist::of(cpu),
+            detection: Detection {
+                detected: m.detect_ms.len(),
+                time_ms: Dist::of(m.detect_ms.iter().map(|x| *x as f64).collect()),
+                removed_otherwise: m.removed_otherwise,
+                undetected: m.undetected(),
+                false_suspicions: m.false_suspicions,
+                false_deaths: m.false_deaths,
+                false_death_examples: m.false_death_examples.clone(),
+            },
+            recovery,
+            isolated_at_end: sim.isolated(),
+            engine: Engine {
+                events: t.events,
+                deliveries: t.deliveries,
+                dropped: t.dropped,
+                wall_s,
+                speedup: sc.duration_s as f64 / wall_s.max(1e-9),
+                events_per_s: t.events as f64 / wall_s.max(1e-9),
+                peak_rss_mib: peak_rss_mib(),
+                verify_cache: sim.cache_stats(),
+            },
+            series: m.series.clone(),
+            latency_cdf: m.latency_cdf(),
+        }
+    }
+
+    /// The report as Markdown.
+    #[must_use]
+    pub fn markdown(&self) -> String {
+        let sc = &self.scenario;
+        let d = &self.delivery;
+        let det = &self.detection;
+        let mut s = String::new();
+        let _ = writeln!(s, "# Simulation report: {}\n", sc.name);
+        let _ = writeln!(
+            s,
+            "{} nodes, {:?} crypto, {} s simulated ({} s warm-up excluded), seed {}, median link latency {} ms, loss {}, {}% overloaded, {}% churning.\n",
+            sc.nodes,
+            sc.crypto,
+            sc.duration_s,
+            sc.warmup_s,
+            sc.seed,
+            sc.network.latency_median_ms,
+            sc.network.loss,
+            sc.overload.fraction * 100.0,
+            sc.churn.fraction * 100.0
+        );
+        let _ = writeln!(s, "Trace hash: `{}`\n", self.trace_hash);
+        let _ = writeln!(s, "| metric | value |\n|---|---|");
+        let rows = [
+            ("reports tracked", format!("{}", d.reports)),
+            (
+                "reports reaching ≥ 99% of interested live nodes on time",
+                format!("{:.3}%", d.reports_reaching_99pct_on_time * 100.0),
+            ),
+            (
+                "(report, interested node) pairs on time",
+                format!("{:.3}%", d.on_time_ratio * 100.0),
+            ),
+            (
+                "pairs delivered within 10 s",
+                format!("{:.3}%", d.delivered_ratio * 100.0),
+            ),
+            (
+                "dissemination latency p50 / p95 / p99 / max",
+                format!(
+                    "{} / {} / {} / {} ms",
+                    d.latency_ms.p50, d.latency_ms.p95, d.latency_ms.p99, d.latency_ms.max
+                ),
+            ),
+            (
+                "bandwidth per node mean / p99 (in+out)",
+                format!(
+                    "{:.1} / {:.1} KB/s",
+                    self.bandwidth_bytes_per_s.mean / 1000.0,
+                    self.bandwidth_bytes_per_s.p99 / 1000.0
+                ),
+            ),
+            (
+                "messages per node mean / p99",
+                format!(
+                    "{:.1} / {:.1} per s",
+                    self.messages_per_node_per_s.mean, self.messages_per_node_per_s.p99
+                ),
+            ),
+            (
+                "CPU estimate per node mean / p99",
+                format!(
+                    "{:.2}% / {:.2}% of a core",
+                    self.cpu_core_fraction.mean * 100.0,
+                    self.cpu_core_fraction.p99 * 100.0
+                ),
+            ),
+            (
+                "crash detection by live neighbours p50 / p99 / max",
+                format!(
+                    "{} pairs: {:.0} / {:.0} / {:.0} ms",
+                    det.detected, det.time_ms.p50, det.time_ms.p99, det.time_ms.max
+                ),
+            ),
+            (
+                "crashed neighbours removed otherwise / never resolved",
+                format!("{} / {}", det.removed_otherwise, det.undetected),
+            ),
+            (
+                "false suspicions (live node suspected)",
+                format!("{}", det.false_suspicions),
+            ),
+            ("live nodes declared dead", format!("{}", det.false_deaths)),
+            (
+                "isolated live nodes at end",
+                format!("{}", self.isolated_at_end),
+            ),
+        ];
+        for (k, v) in rows {
+            let _ = writeln!(s, "| {k} | {v} |");
+        }
+        if !self.recovery.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n| action | at | delivery back to ≥ 99% after |\n|---|---|---|"
+            );
+            for r in &self.recovery {
+                let after = r
+                    .recovered_after_s
+                    .map_or_else(|| "not within the run".to_string(), |v| format!("{v:.0} s"));
+                let _ = writeln!(s, "| {:?} | {:.0} s | {after} |", r.action, r.at_s);
+            }
+        }
+        let e = &self.engine;
+        let _ = writeln!(
+            s,
+            "\nEngine: {} events, {} deliveries, {} dropped; {:.1} s wall, {:.1}x real time, {:.0} events/s, peak memory {}.",
+            e.events,
+            e.deliveries,
+            e.dropped,
+            e.wall_s,
+            e.speedup,
+            e.events_per_s,
+            e.peak_rss_mib
+                .map_or("unknown".into(), |m| format!("{m:.0} MiB"))
+        );
+        let _ = writeln!(
+            s,
+            "\nPlots: `delivery_over_time.svg`, `latency_cdf.svg`, `bandwidth_over_time.svg`."
+        );
+        s
+    }
+
+    /// Writes `report.json`, `report.md` and the SVG plots into `dir`.
+    ///
+    /// # Errors
+    /// I/O or plotting errors, with the file named.
+    pub fn write(&self, dir: &Path) -> Result<(), String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        write_file(&dir.join("report.json"), &json)?;
+        write_file(&dir.join("report.md"), &self.markdown())?;
+        self.plot_series(
+            &dir.join("delivery_over_time.svg"),
+            "on-time delivery ratio",
+            |p| (p.pairs > 0).then(|| p.on_time as f64 / p.pairs as f64),
+        )?;
+        self.plot_series(
+            &dir.join("bandwidth_over_time.svg"),
+            "mean KB/s per live node",
+            |p| (p.live > 0).then(|| p.bytes as f64 / p.live as f64 / SERIES_S as f64 / 1000.0),
+        )?;
+        plot_cdf(&dir.join("latency_cdf.svg"), &self.latency_cdf)
+    }
+
+    fn plot_series(
+        &self,
+        path: &Path,
+        label: &str,
+        y: impl Fn(&SeriesPoint) -> Option<f64>,
+    ) -> Result<(), String> {
+        let pts: Vec<(f64, f64)> = self
+            .series
+            .iter()
+            .filter_map(|p| y(p).map(|v| (p.t_s as f64, v)))
+            .collect();
+        let ymax = pts.iter().map(|p| p.1).fold(0.0f64, f64::max).max(1e-9) * 1.1;
+        let ymin = pts
+            .iter()
+            .map(|p| p.1)
+            .fold(f64::INFINITY, f64::min)
+            .min(ymax * 0.9)
+            .max(0.0);
+        let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+        let err = |e: &dyn std::fmt::Display| format!("plot {}: {e}", path.display());
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{} — {}", self.scenario.name, label),
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..self.scenario.duration_s as f64, ymin..ymax)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("simulated time (s)")
+            .y_desc(label)
+            .draw()
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(LineSeries::new(pts, &BLUE))
+            .map_err(|e| err(&e))?;
+        for a in &self.scenario.events {
+            chart
+                .draw_series(LineSeries::new([(a.at_s, ymin), (a.at_s, ymax)], &RED))
+                .map_err(|e| err(&e))?;
+        }
+        root.present().map_err(|e| err(&e))
+    }
+}
+
+fn plot_cdf(path: &Path, cdf: &[(u64, f64)]) -> Result<(), String> {
+    let xmax = cdf.last().map_or(1.0, |p| p.0 as f64).max(1.0);
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| format!("plot {}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("dissemination latency CDF", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..xmax, 0.0..1.0)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms)")
+        .y_desc("fraction of deliveries")
+        .draw()
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(LineSeries::new(
+            cdf.iter().map(|(x, y)| (*x as f64, *y)),
+            &BLUE,
+        ))
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Seconds after `at_s` until every later bucket with traffic has on-time
+/// delivery ≥ 99%.
+fn recovered_after(series: &[SeriesPoint], at_s: f64, duration_s: u64) -> Option<f64> {
+    let mut candidate: Option<f64> = None;
+    for p in series {
+        let t = p.t_s as f64;
+        // The last buckets hold reports too young to be judged fully.
+        if t < at_s || p.t_s + 2 * SERIES_S > duration_s || p.pairs == 0 {
+            continue;
+        }
+        let ok = p.on_time as f64 >= 0.99 * p.pairs as f64;
+        match (ok, candidate) {
+            (true, None) => candidate = Some((t - at_s).max(0.0)),
+            (false, _) => candidate = None,
+            _ => {}
+        }
+    }
+    candidate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_recovery() {
+        let d = Dist::of((1..=100).map(f64::from).collect());
+        assert_eq!((d.p50, d.p99, d.max), (50.0, 99.0, 100.0));
+        let pt = |t, pairs, on_time| SeriesPoint {
+            t_s: t,
+            pairs,
+            on_time,
+            bytes: 0,
+            live: 1,
+        };
+        let series = vec![
+            pt(0, 100, 100),
+            pt(5, 100, 50),
+            pt(10, 100, 98),
+            pt(15, 100, 100),
+            pt(20, 100, 100),
+            pt(25, 0, 0),
+            pt(30, 1, 1),
+        ];
+        assert_eq!(recovered_after(&series, 4.0, 40), Some(11.0));
+        let series = vec![pt(0, 100, 100), pt(5, 100, 50), pt(10, 100, 50)];
+        assert_eq!(recovered_after(&series, 4.0, 30), None);
+    }
+}

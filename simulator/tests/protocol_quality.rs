@@ -1,0 +1,93 @@
+//! The protocol's headline properties, measured by the simulator on a small
+//! mesh (seeded, so a failure reproduces): delivery to interested nodes,
+//! bandwidth, crash detection, and no live node declared dead.
+
+use sentinel_simulator::{RunReport, Scenario, Sim};
+
+fn run(toml: &str) -> RunReport {
+    let sc = Scenario::parse(toml).expect("valid scenario");
+    let mut sim = Sim::new(sc).expect("run set up");
+    sim.run(|_| {});
+    RunReport::build(&sim, 1.0)
+}
+
+#[test]
+fn small_mesh_meets_the_delivery_bandwidth_and_detection_targets() {
+    let r = run(r#"
+        name = "quality"
+        nodes = 150
+        duration_s = 150
+        warmup_s = 40
+        seed = 21
+        boot_stagger_ms = 20
+        [network]
+        latency_median_ms = 50
+        loss = 0.002
+        [[events]]
+        at_s = 100
+        action = "crash"
+        fraction = 0.2
+    "#);
+    let d = &r.delivery;
+    assert!(d.reports > 1000, "{d:?}");
+    assert!(d.reports_reaching_99pct_on_time >= 0.97, "{d:?}");
+    assert!(d.on_time_ratio >= 0.99, "{d:?}");
+    assert!(
+        r.bandwidth_bytes_per_s.mean < 64_000.0,
+        "{:?}",
+        r.bandwidth_bytes_per_s
+    );
+    let det = &r.detection;
+    assert!(det.detected >= 100, "{det:?}");
+    assert_eq!(det.undetected, 0, "{det:?}");
+    assert!(det.time_ms.max <= 5_000.0, "{det:?}");
+    assert_eq!(det.false_deaths, 0, "{det:?}");
+    assert_eq!(r.isolated_at_end, 0);
+    assert!(
+        r.recovery[0].recovered_after_s.is_some_and(|s| s <= 30.0),
+        "{:?}",
+        r.recovery
+    );
+}
+
+#[test]
+fn overloaded_nodes_and_loss_cause_no_false_deaths() {
+    let r = run(r#"
+        name = "soak-small"
+        nodes = 120
+        duration_s = 300
+        warmup_s = 30
+        seed = 22
+        [network]
+        loss = 0.01
+        [overload]
+        fraction = 0.1
+    "#);
+    assert_eq!(r.detection.false_deaths, 0, "{:?}", r.detection);
+    assert!(r.delivery.delivered_ratio > 0.98, "{:?}", r.delivery);
+}
+
+#[test]
+fn a_partition_heals_and_delivery_recovers() {
+    let r = run(r#"
+        name = "partition-small"
+        nodes = 120
+        duration_s = 200
+        warmup_s = 30
+        seed = 23
+        [[events]]
+        at_s = 60
+        action = "partition"
+        groups = 2
+        [[events]]
+        at_s = 100
+        action = "heal"
+    "#);
+    assert_eq!(r.isolated_at_end, 0);
+    let heal = &r.recovery[1];
+    assert!(
+        heal.recovered_after_s.is_some_and(|s| s <= 60.0),
+        "{:?}",
+        r.recovery
+    );
+}
