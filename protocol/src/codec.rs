@@ -40,7 +40,9 @@ pub trait Codec: Sized {
         let mut r = Reader::new(bytes);
         let value = Self::read(&mut r)?;
         r.finish()?;
-        if value.to_bytes() != bytes {
+        let mut again = Vec::with_capacity(bytes.len());
+        value.encode(&mut again);
+        if again != bytes {
             return Err(InvalidMessage::NonCanonical(Self::NAME));
         }
         Ok(value)

@@ -176,7 +176,9 @@ impl ModelledCrypto {
 }
 
 fn modelled_tag(mesh: &MeshId, body: &[u8]) -> digest::Digest {
-    digest::digest(&digest::SHA256, &envelope::signed_message(mesh, body))
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    envelope::for_each_signed_part(mesh, body, |part| ctx.update(part));
+    ctx.finish()
 }
 
 impl Crypto for ModelledCrypto {
@@ -215,7 +217,7 @@ impl Crypto for ModelledCrypto {
             |public, mesh, parts: &SignedParts<'a>| {
                 let tag = modelled_tag(mesh, parts.body);
                 let (head, tail) = parts.ed25519.split_at(tag.as_ref().len());
-                let zeros = tail.iter().chain(parts.ml_dsa).all(|&b| b == 0);
+                let zeros = tail.iter().all(|&b| b == 0) && parts.ml_dsa.iter().all(|&b| b == 0);
                 if head == tag.as_ref() && zeros {
                     Ok(())
                 } else {

@@ -193,10 +193,15 @@ fn parse(frame: &[u8]) -> Result<Parsed<'_>, InvalidMessage> {
 /// The message both algorithms sign: domain prefix, mesh id, rest of the body.
 pub(crate) fn signed_message(mesh: &MeshId, body: &[u8]) -> Vec<u8> {
     let mut msg = Vec::with_capacity(body.len() + mesh.0.len());
-    msg.extend_from_slice(&body[..PREFIX_LEN]);
-    msg.extend_from_slice(&mesh.0);
-    msg.extend_from_slice(&body[PREFIX_LEN..]);
+    for_each_signed_part(mesh, body, |part| msg.extend_from_slice(part));
     msg
+}
+
+/// The pieces of [`signed_message`] in order, for hashing without a copy.
+pub(crate) fn for_each_signed_part(mesh: &MeshId, body: &[u8], mut f: impl FnMut(&[u8])) {
+    f(&body[..PREFIX_LEN]);
+    f(&mesh.0);
+    f(&body[PREFIX_LEN..]);
 }
 
 pub(crate) fn body(header: &Header, payload: &[u8]) -> Result<Vec<u8>, Error> {

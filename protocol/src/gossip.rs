@@ -295,13 +295,11 @@ impl Gossip {
         }
         let peer = active[self.cursor % active.len()];
         self.cursor = self.cursor.wrapping_add(1);
+        let peer_subjects: &[NodeId] = self.store.get(&peer).map_or(&[], |p| &p.subjects);
         let serves_peer = |origin: &NodeId, s: &Stored| {
             *origin == peer
                 || s.subjects.binary_search(&peer).is_ok()
-                || self
-                    .store
-                    .get(&peer)
-                    .is_some_and(|p| p.subjects.binary_search(origin).is_ok())
+                || peer_subjects.binary_search(origin).is_ok()
         };
         let entries: Vec<DigestEntry> = self
             .store

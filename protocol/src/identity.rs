@@ -87,8 +87,31 @@ impl Suite {
 }
 
 /// A node id: SHA-256 over a domain tag, the suite and both public keys.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NodeId(pub [u8; 32]);
+
+/// Byte-wise (lexicographic) order, decided by the first eight bytes as a
+/// big-endian integer whenever they differ, as they almost always do for
+/// hashes. Ids are the keys of every map in the mesh node, and a `memcmp` call
+/// per comparison was a fifth of the simulator's time.
+impl Ord for NodeId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let prefix = |id: &Self| {
+            let mut p = [0u8; 8];
+            p.copy_from_slice(&id.0[..8]);
+            u64::from_be_bytes(p)
+        };
+        prefix(self)
+            .cmp(&prefix(other))
+            .then_with(|| self.0[8..].cmp(&other.0[8..]))
+    }
+}
+
+impl PartialOrd for NodeId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl NodeId {
     /// Byte length.
@@ -363,6 +386,28 @@ mod tests {
 
     fn seed(b: u8) -> [u8; SEED_LEN] {
         [b; SEED_LEN]
+    }
+
+    #[test]
+    fn node_id_order_is_byte_order() {
+        // Pairs that differ in the prefix, only after it, or not at all.
+        let mut ids = Vec::new();
+        for first in [0u8, 1, 0x7f, 0x80, 0xff] {
+            for last in [0u8, 1, 0xff] {
+                let mut a = [0u8; 32];
+                a[0] = first;
+                a[7] = last;
+                ids.push(NodeId(a));
+                let mut b = a;
+                b[31] = last;
+                ids.push(NodeId(b));
+            }
+        }
+        for a in &ids {
+            for b in &ids {
+                assert_eq!(a.cmp(b), a.0.cmp(&b.0), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ use sentinel_protocol::message::{Class, TAG_REPORT};
 use sentinel_protocol::node::{DownReason, Event};
 use sentinel_protocol::rng::Rng;
 use sentinel_protocol::telemetry::HostSample;
-use sentinel_protocol::{Config, Error, Identity, MeshId, Node, NodeId, Roster};
+use sentinel_protocol::{Config, Error, Identity, MeshId, Node, NodeId, Roster, Transmit};
 
 use crate::metrics::Metrics;
 use crate::scenario::{ActionKind, CryptoMode, Scenario};
@@ -176,6 +176,8 @@ pub struct Sim {
     trace: digest::Context,
     pub(crate) totals: Totals,
     pub(crate) cpu_us: Vec<f64>,
+    /// Reused between calls of [`Sim::after`].
+    scratch: (Vec<Transmit>, Vec<Event>),
 }
 
 fn node_seed(run_seed: u64, i: usize) -> [u8; SEED_LEN] {
@@ -268,6 +270,7 @@ impl Sim {
             trace: digest::Context::new(&digest::SHA256),
             totals: Totals::default(),
             cpu_us: vec![0.0; n],
+            scratch: (Vec::new(), Vec::new()),
             sc,
         };
         for i in 0..n {
@@ -375,7 +378,7 @@ impl Sim {
         node.join(now_ms);
         self.slots[i].node = Some(node);
         self.slots[i].cpu_from_us = self.now;
-        self.metrics.up(i as u32);
+        self.metrics.up(self.now, i as u32);
         if self.slots[i].churns {
             let d = exponential(&mut self.rng, self.sc.churn.mean_up_s);
             self.push(self.now + d, EvKind::ChurnCrash(i as u32));
@@ -545,17 +548,16 @@ impl Sim {
         let Some(node) = self.slots[i].node.as_mut() else {
             return;
         };
-        let mut transmits = Vec::new();
+        let (mut transmits, mut events) = std::mem::take(&mut self.scratch);
         while let Some(t) = node.poll_transmit() {
             transmits.push(t);
         }
-        let mut events = Vec::new();
         while let Some(e) = node.poll_event() {
             events.push(e);
         }
         let next = node.poll_timeout();
         let from = i as u32;
-        for t in transmits {
+        for t in transmits.drain(..) {
             let Some(&to) = self.index.get(&t.to) else {
                 continue;
             };
@@ -604,9 +606,10 @@ impl Sim {
                 },
             );
         }
-        for e in events {
+        for e in events.drain(..) {
             self.on_event(i, e);
         }
+        self.scratch = (transmits, events);
         let at = next.map(|ms| {
             let sim_ms = ms as i64 - T0_MS as i64 - self.slots[i].skew_ms;
             (u64::try_from(sim_ms).unwrap_or(0) * 1000).max(self.now)
@@ -680,6 +683,12 @@ impl Sim {
     #[must_use]
     pub fn trace_hash(&self) -> String {
         hex_string(self.trace.clone().finish().as_ref())
+    }
+
+    /// Engine totals so far.
+    #[must_use]
+    pub fn totals(&self) -> Totals {
+        self.totals
     }
 
     /// Cache hits and misses of real-mode verification.

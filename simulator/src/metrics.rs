@@ -17,6 +17,9 @@ use serde::Serialize;
 
 /// Latency histogram resolution: 1 ms buckets up to this many.
 const HIST_MS: usize = 60_000;
+/// Verdicts about a node within this long of its restart are attributed to
+/// its previous incarnation (detection takes under 5 s; this is twice that).
+const RESTART_GRACE_US: u64 = 10_000_000;
 /// Bucket width of time series, seconds.
 pub const SERIES_S: u64 = 5;
 
@@ -56,6 +59,8 @@ pub struct Metrics {
     /// in_views[s] = nodes with s in their active view.
     in_views: Vec<BTreeSet<u32>>,
     pub(crate) live: Vec<bool>,
+    /// When each node last (re)started.
+    up_since_us: Vec<u64>,
     tracks: BTreeMap<(u32, u64, u64), Track>,
     order: VecDeque<(u32, u64, u64)>,
     hist: Vec<u64>,
@@ -70,6 +75,8 @@ pub struct Metrics {
     pending_detect: BTreeMap<(u32, u32), u64>,
     pub(crate) detect_ms: Vec<u64>,
     pub(crate) removed_otherwise: u64,
+    pub(crate) restarted_first: u64,
+    pub(crate) previous_incarnation: u64,
     pub(crate) false_suspicions: u64,
     pub(crate) false_deaths: u64,
     pub(crate) false_death_examples: Vec<(f64, u32, u32)>,
@@ -88,6 +95,7 @@ impl Metrics {
             views: vec![BTreeSet::new(); n],
             in_views: vec![BTreeSet::new(); n],
             live: vec![false; n],
+            up_since_us: vec![0; n],
             tracks: BTreeMap::new(),
             order: VecDeque::new(),
             hist: vec![0; HIST_MS],
@@ -106,6 +114,8 @@ impl Metrics {
             pending_detect: BTreeMap::new(),
             detect_ms: Vec::new(),
             removed_otherwise: 0,
+            restarted_first: 0,
+            previous_incarnation: 0,
             false_suspicions: 0,
             false_deaths: 0,
             false_death_examples: Vec::new(),
@@ -144,8 +154,19 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn up(&mut self, x: u32) {
+    pub(crate) fn up(&mut self, now_us: u64, x: u32) {
         self.live[x as usize] = true;
+        self.up_since_us[x as usize] = now_us;
+        let before = self.pending_detect.len();
+        self.pending_detect.retain(|(c, _), _| *c != x);
+        self.restarted_first += (before - self.pending_detect.len()) as u64;
+    }
+
+    /// A verdict about `peer` that may concern the incarnation before its
+    /// last restart: neighbours cannot tell a crash followed by a quick
+    /// restart from a live node until the new incarnation speaks.
+    fn fresh_restart(&self, now_us: u64, peer: u32) -> bool {
+        now_us.saturating_sub(self.up_since_us[peer as usize]) < RESTART_GRACE_US
     }
 
     /// `x` crashed or left: its view is gone; its neighbours should notice.
@@ -181,6 +202,10 @@ impl Metrics {
                 self.removed_otherwise += 1;
             }
         } else if failed && self.live[peer as usize] && self.measuring(now_us) {
+            if self.fresh_restart(now_us, peer) {
+                self.previous_incarnation += 1;
+                return;
+            }
             self.false_deaths += 1;
             if self.false_death_examples.len() < 10 {
                 self.false_death_examples
@@ -191,7 +216,11 @@ impl Metrics {
 
     pub(crate) fn suspected(&mut self, now_us: u64, peer: u32) {
         if self.live[peer as usize] && self.measuring(now_us) {
-            self.false_suspicions += 1;
+            if self.fresh_restart(now_us, peer) {
+                self.previous_incarnation += 1;
+            } else {
+                self.false_suspicions += 1;
+            }
         }
     }
 
@@ -334,8 +363,13 @@ impl Metrics {
     }
 
     /// Crashed-neighbour pairs still waiting for detection.
-    pub(crate) fn undetected(&self) -> usize {
-        self.pending_detect.len()
+    /// Pairs still unresolved 10 s or more after the crash (younger ones
+    /// at the end of the run are left out: their time had not come).
+    pub(crate) fn undetected(&self, now_us: u64) -> usize {
+        self.pending_detect
+            .values()
+            .filter(|&&t| now_us.saturating_sub(t) >= RESTART_GRACE_US)
+            .count()
     }
 
     pub(crate) fn nodes(&self) -> usize {

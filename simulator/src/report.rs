@@ -76,9 +76,16 @@ pub struct Detection {
     /// Pairs where the neighbour dropped the crashed node for another
     /// reason first (e.g. replaced it in a view change).
     pub removed_otherwise: u64,
-    /// Pairs never resolved by the end of the run.
+    /// Pairs where the crashed node restarted before the neighbour
+    /// declared it failed.
+    pub restarted_first: u64,
+    /// Pairs unresolved 10 s or more after the crash at the end of the run.
     pub undetected: usize,
-    /// Suspicions of live nodes (refuted later or not).
+    /// Suspicions or failure verdicts about a node within 10 s of its
+    /// restart: they concern the crashed incarnation, so they are counted
+    /// here rather than as false.
+    pub previous_incarnation: u64,
+    /// Suspicions of live nodes up for 10 s or more (refuted later or not).
     pub false_suspicions: u64,
     /// Live nodes declared failed by a neighbour.
     pub false_deaths: u64,
@@ -213,7 +220,9 @@ impl RunReport {
                 detected: m.detect_ms.len(),
                 time_ms: Dist::of(m.detect_ms.iter().map(|x| *x as f64).collect()),
                 removed_otherwise: m.removed_otherwise,
-                undetected: m.undetected(),
+                restarted_first: m.restarted_first,
+                undetected: m.undetected(sim.now),
+                previous_incarnation: m.previous_incarnation,
                 false_suspicions: m.false_suspicions,
                 false_deaths: m.false_deaths,
                 false_death_examples: m.false_death_examples.clone(),
@@ -310,8 +319,15 @@ impl RunReport {
                 ),
             ),
             (
-                "crashed neighbours removed otherwise / never resolved",
-                format!("{} / {}", det.removed_otherwise, det.undetected),
+                "crashed neighbours removed otherwise / restarted first / never resolved",
+                format!(
+                    "{} / {} / {}",
+                    det.removed_otherwise, det.restarted_first, det.undetected
+                ),
+            ),
+            (
+                "verdicts about a node restarted < 10 s ago",
+                format!("{}", det.previous_incarnation),
             ),
             (
                 "false suspicions (live node suspected)",
