@@ -650,7 +650,8 @@ impl Sim {
             }
             Event::Suspected(p) => {
                 if let Some(p) = self.idx(&p) {
-                    self.metrics.suspected(self.now, p);
+                    let overloaded = self.slots[p as usize].overloaded;
+                    self.metrics.suspected(self.now, p, overloaded);
                 }
             }
             Event::Refuted(_) => {}

@@ -78,6 +78,7 @@ pub struct Metrics {
     pub(crate) restarted_first: u64,
     pub(crate) previous_incarnation: u64,
     pub(crate) false_suspicions: u64,
+    pub(crate) overloaded_suspicions: u64,
     pub(crate) false_deaths: u64,
     pub(crate) false_death_examples: Vec<(f64, u32, u32)>,
     pub(crate) bytes_in: Vec<u64>,
@@ -117,6 +118,7 @@ impl Metrics {
             restarted_first: 0,
             previous_incarnation: 0,
             false_suspicions: 0,
+            overloaded_suspicions: 0,
             false_deaths: 0,
             false_death_examples: Vec::new(),
             bytes_in: vec![0; n],
@@ -214,10 +216,13 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn suspected(&mut self, now_us: u64, peer: u32) {
+    /// `peer` was suspected; `overloaded` says whether its host stalls.
+    pub(crate) fn suspected(&mut self, now_us: u64, peer: u32, overloaded: bool) {
         if self.live[peer as usize] && self.measuring(now_us) {
             if self.fresh_restart(now_us, peer) {
                 self.previous_incarnation += 1;
+            } else if overloaded {
+                self.overloaded_suspicions += 1;
             } else {
                 self.false_suspicions += 1;
             }

@@ -85,8 +85,13 @@ pub struct Detection {
     /// restart: they concern the crashed incarnation, so they are counted
     /// here rather than as false.
     pub previous_incarnation: u64,
-    /// Suspicions of live nodes up for 10 s or more (refuted later or not).
+    /// Suspicions of healthy live nodes up for 10 s or more (refuted later
+    /// or not).
     pub false_suspicions: u64,
+    /// Suspicions of live overloaded nodes (they stall longer than the
+    /// probe timeouts, so suspecting them is expected; declaring them dead
+    /// is not).
+    pub overloaded_suspicions: u64,
     /// Live nodes declared failed by a neighbour.
     pub false_deaths: u64,
     /// Up to ten (time s, accuser, accused) examples.
@@ -224,6 +229,7 @@ impl RunReport {
                 undetected: m.undetected(sim.now),
                 previous_incarnation: m.previous_incarnation,
                 false_suspicions: m.false_suspicions,
+                overloaded_suspicions: m.overloaded_suspicions,
                 false_deaths: m.false_deaths,
                 false_death_examples: m.false_death_examples.clone(),
             },
@@ -330,8 +336,8 @@ impl RunReport {
                 format!("{}", det.previous_incarnation),
             ),
             (
-                "false suspicions (live node suspected)",
-                format!("{}", det.false_suspicions),
+                "live nodes suspected: healthy / overloaded",
+                format!("{} / {}", det.false_suspicions, det.overloaded_suspicions),
             ),
             ("live nodes declared dead", format!("{}", det.false_deaths)),
             (

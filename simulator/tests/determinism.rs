@@ -58,12 +58,18 @@ fn same_seed_gives_the_same_trace_in_separate_processes() {
 }
 
 #[test]
-fn real_signatures_are_deterministic_too() {
+fn real_signatures_are_deterministic_and_modelled_mode_matches_them() {
     // ML-DSA signatures are randomised; the trace hashes signed content, so
-    // real-crypto runs still agree.
+    // real-crypto runs still agree. Modelled frames have the real sizes and
+    // open where real ones do, so the whole trace is the same: what a
+    // modelled 10,000-node run shows is what real signatures would give.
     let dir = tempfile::tempdir().unwrap();
-    let args = ["--crypto", "real", "--nodes", "20", "--duration", "70"];
-    let a = run("smoke.toml", 3, &args, &dir.path().join("a"));
-    let b = run("smoke.toml", 3, &args, &dir.path().join("b"));
+    let args = ["--nodes", "20", "--duration", "70"];
+    let real = [&args[..], &["--crypto", "real"]].concat();
+    let a = run("smoke.toml", 3, &real, &dir.path().join("a"));
+    let b = run("smoke.toml", 3, &real, &dir.path().join("b"));
     assert_eq!(a, b);
+    let modelled = [&args[..], &["--crypto", "modelled"]].concat();
+    let m = run("smoke.toml", 3, &modelled, &dir.path().join("m"));
+    assert_eq!(a, m);
 }
