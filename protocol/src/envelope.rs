@@ -59,11 +59,14 @@ pub enum Kind {
     /// A batch root: one signature over a Merkle root of records of another
     /// kind (see [`crate::batch`]).
     Batch,
+    /// A signature over a connection's TLS exporter value (see
+    /// [`crate::link`]).
+    LinkAuth,
 }
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 2] = [Kind::Telemetry, Kind::Batch];
+    pub const ALL: [Kind; 3] = [Kind::Telemetry, Kind::Batch, Kind::LinkAuth];
 
     /// The kind's wire byte.
     #[must_use]
@@ -71,6 +74,7 @@ impl Kind {
         match self {
             Kind::Telemetry => 1,
             Kind::Batch => 2,
+            Kind::LinkAuth => 3,
         }
     }
 
@@ -82,6 +86,7 @@ impl Kind {
         match b {
             1 => Ok(Kind::Telemetry),
             2 => Ok(Kind::Batch),
+            3 => Ok(Kind::LinkAuth),
             other => Err(InvalidMessage::UnknownKind(other)),
         }
     }
@@ -93,6 +98,7 @@ impl Kind {
         match self {
             Kind::Telemetry => MAX_PAYLOAD_LEN,
             Kind::Batch => crate::batch::BatchRoot::LEN,
+            Kind::LinkAuth => 2 + crate::link::EXPORTER_LEN,
         }
     }
 }

@@ -145,6 +145,9 @@ pub enum PeerMisbehaved {
         /// The claimed index of the record.
         index: u32,
     },
+    /// A link authentication was signed for another connection or role.
+    #[error("link authentication from {0} is not bound to this connection")]
+    LinkNotBound(NodeId),
     /// Already accepted this (sender, epoch, sequence).
     #[error("replay of {sender} epoch {epoch} sequence {sequence}")]
     Replay {

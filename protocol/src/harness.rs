@@ -418,6 +418,29 @@ mod tests {
     }
 
     #[test]
+    fn a_node_never_signs_past_its_reserved_sequences() {
+        let mut h = Harness::modelled(6, 4);
+        h.boot_all(100);
+        h.nodes[0].as_mut().unwrap().allow_sequences_through(3);
+        h.run_until(T0 + 60_000);
+        let signed: Vec<u64> = h
+            .log
+            .iter()
+            .filter_map(|(_, i, e)| match e {
+                Event::ReportSent { stamp, .. } if *i == 0 => Some(stamp.sequence),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(signed, [1, 2, 3]);
+        assert!(h.node(0).stats().unreserved_skips > 0);
+        assert_eq!(h.node(0).next_sequence(), 4);
+        // Raising the limit resumes signing where it stopped.
+        h.nodes[0].as_mut().unwrap().allow_sequences_through(10);
+        h.run_until(T0 + 70_000);
+        assert_eq!(h.node(0).next_sequence(), 6);
+    }
+
+    #[test]
     fn a_leaving_node_is_dropped_as_left_not_failed() {
         let mut h = Harness::modelled(20, 4);
         h.boot_all(200);

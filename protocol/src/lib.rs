@@ -19,7 +19,8 @@
 //! - [`replay`]: per-sender replay windows and issued-at checks.
 //! - [`batch`]: one signature over a Merkle root of many records, with proofs
 //!   that let one record be checked alone.
-//! - [`telemetry`]: the signed report's payload; [`message`]: link messages.
+//! - [`telemetry`]: the signed report's payload; [`message`]: link messages;
+//!   [`link`]: who is on the other end of a connection (channel binding).
 //! - [`node`]: the mesh node — membership (HyParView views, SWIM/Lifeguard
 //!   failure detection) and dissemination of reports (push, relay, pull) —
 //!   behind one `handle_*` / `poll_*` surface, generic over [`crypto`] so the
@@ -40,6 +41,7 @@ mod gossip;
 mod harness;
 pub mod identity;
 pub mod keyfile;
+pub mod link;
 mod membership;
 pub mod message;
 pub mod node;

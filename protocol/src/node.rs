@@ -283,6 +283,8 @@ pub struct NodeStats {
     pub unknown_peer: u64,
     /// Events dropped because the host did not poll them.
     pub events_dropped: u64,
+    /// Reports not signed because their sequence was not reserved yet.
+    pub unreserved_skips: u64,
 }
 
 /// Per-link counters for the current report interval.
@@ -415,6 +417,8 @@ pub struct Node<C: Crypto> {
     me: NodeId,
     epoch: u64,
     next_sequence: u64,
+    /// The host has made sequences up to this one durable (reserved).
+    sequence_limit: u64,
     rng: Rng,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -489,6 +493,7 @@ impl<C: Crypto> Node<C> {
             me,
             epoch,
             next_sequence: 1,
+            sequence_limit: u64::MAX,
             rng,
             transmits,
             events,
@@ -555,6 +560,20 @@ impl<C: Crypto> Node<C> {
     #[must_use]
     pub fn health(&self) -> u32 {
         self.membership.health()
+    }
+
+    /// The sequence the next report will be signed with.
+    #[must_use]
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// Lets the node sign sequences up to `limit` (inclusive), once the host
+    /// has recorded durably that they are used. Until the first call there
+    /// is no limit (the simulator's case); a host that persists sequences
+    /// calls this before [`Node::join`] and raises it ahead of use.
+    pub fn allow_sequences_through(&mut self, limit: u64) {
+        self.sequence_limit = limit;
     }
 
     /// Counters.
@@ -747,6 +766,12 @@ impl<C: Crypto> Node<C> {
             host,
             neighbours,
         };
+        if self.next_sequence > self.sequence_limit {
+            // The host has not reserved this sequence durably yet; signing it
+            // could repeat it after a crash. Skip the report.
+            self.stats.unreserved_skips += 1;
+            return;
+        }
         let stamp = Stamp {
             epoch: self.epoch,
             sequence: self.next_sequence,
