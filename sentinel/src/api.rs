@@ -1,0 +1,128 @@
+//! The admin HTTP API (axum), loopback by default.
+//!
+//! Open: `GET /healthz` (the process answers), `GET /readyz` (joined and the
+//! database writable), `GET /metrics` (Prometheus text). Bearer token
+//! (`data_dir/api-token`): `GET /v1/status`, `GET /v1/peers`,
+//! `GET /v1/telemetry/{node}` (hex id; `?limit=N`, at most 1,000).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use sentinel_protocol::NodeId;
+
+use crate::daemon::Shared;
+
+/// The router.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/peers", get(peers))
+        .route("/v1/telemetry/{node}", get(telemetry))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .merge(v1)
+        .with_state(shared)
+}
+
+fn error(code: StatusCode, message: &str) -> Response {
+    (code, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn require_token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), shared.token.as_bytes())
+        .is_err()
+    {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (see data_dir/api-token)",
+        );
+    }
+    next.run(req).await
+}
+
+async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.status.lock() {
+        Ok(s) => Json(s.clone()).into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "status unavailable"),
+    }
+}
+
+async fn peers(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.peers.lock() {
+        Ok(p) => Json(p.clone()).into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "peers unavailable"),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn telemetry(
+    State(shared): State<Arc<Shared>>,
+    Path(node): Path<String>,
+    Query(q): Query<Limit>,
+) -> Response {
+    let id = match NodeId::from_hex(&node) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    let limit = q.limit.unwrap_or(20).min(1000);
+    let rows = tokio::task::spawn_blocking(move || {
+        shared
+            .store
+            .lock()
+            .map_err(|_| "database unavailable".to_owned())
+            .and_then(|s| s.telemetry(&id.to_hex(), limit).map_err(|e| e.to_string()))
+    })
+    .await;
+    match rows {
+        Ok(Ok(rows)) => {
+            Json(serde_json::json!({ "node": id.to_hex(), "reports": rows })).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "query failed"),
+    }
+}

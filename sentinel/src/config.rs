@@ -1,0 +1,574 @@
+//! `sentinel.toml`: one file, every field documented, `SENTINEL_*`
+//! environment overrides, unknown keys and bad values rejected by name.
+//!
+//! Relative paths are relative to the directory holding the config file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The sections, in file order (also the first word of an env override).
+const SECTIONS: [&str; 6] = ["node", "quic", "api", "storage", "log", "collect"];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Identity, roster and data files.
+    pub node: NodeSection,
+    /// The mesh transport.
+    pub quic: QuicSection,
+    /// The admin HTTP API.
+    pub api: ApiSection,
+    /// The database.
+    pub storage: StorageSection,
+    /// Logging.
+    pub log: LogSection,
+    /// Host and guarded-node metrics.
+    pub collect: CollectSection,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Data directory (database, API token, lock). Default `data`.
+    pub data_dir: PathBuf,
+    /// Secret key file (mode 0600). Default `node.key`.
+    pub key_file: PathBuf,
+    /// Genesis roster. Default `genesis.toml`.
+    pub genesis: PathBuf,
+    /// Where the other members listen: TOML with `[[peer]] id = "<hex>"`,
+    /// `addr = "host:port"`. Default `addresses.toml`.
+    pub address_book: PathBuf,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            data_dir: "data".into(),
+            key_file: "node.key".into(),
+            genesis: "genesis.toml".into(),
+            address_book: "addresses.toml".into(),
+        }
+    }
+}
+
+/// `[quic]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuicSection {
+    /// UDP address to listen on. Default `127.0.0.1:7700`.
+    pub listen: SocketAddr,
+    /// Most simultaneous connections (in and out), 1 to 4,096. Default 64.
+    pub max_connections: usize,
+    /// Largest message frame accepted, bytes, 1,024 to 1,048,576.
+    /// Default 131,072.
+    pub max_frame_bytes: usize,
+    /// A connection silent this long is closed, ms, 1,000 to 600,000.
+    /// Default 15,000.
+    pub idle_timeout_ms: u64,
+    /// Keep-alive interval, ms, 100 to `idle_timeout_ms`. Default 3,000.
+    pub keep_alive_ms: u64,
+    /// The handshake plus link authentication must finish within this, ms,
+    /// 100 to 60,000. Default 5,000.
+    pub handshake_timeout_ms: u64,
+    /// First delay before redialling a peer, ms, 10 to `reconnect_max_ms`.
+    /// Default 500.
+    pub reconnect_min_ms: u64,
+    /// Longest delay between redials (doubles up to this), ms, up to
+    /// 3,600,000. Default 30,000.
+    pub reconnect_max_ms: u64,
+    /// Messages queued per peer while its connection is not up, 1 to
+    /// 65,536; older ones are dropped first. Default 256.
+    pub queue_per_peer: usize,
+}
+
+impl Default for QuicSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7700".parse().expect("literal address"),
+            max_connections: 64,
+            max_frame_bytes: 128 * 1024,
+            idle_timeout_ms: 15_000,
+            keep_alive_ms: 3_000,
+            handshake_timeout_ms: 5_000,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 30_000,
+            queue_per_peer: 256,
+        }
+    }
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// TCP address of the admin API. Default `127.0.0.1:7780` (loopback:
+    /// expose it only behind something that adds TLS).
+    pub listen: SocketAddr,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7780".parse().expect("literal address"),
+        }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Telemetry older than this is deleted, hours, 1 to 87,600.
+    /// Default 168 (a week).
+    pub retention_hours: u64,
+    /// Database size budget, MiB, 16 to 1,048,576; past it the oldest
+    /// telemetry is deleted first. Default 1,024.
+    pub max_db_mib: u64,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            retention_hours: 168,
+            max_db_mib: 1024,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `text` or `json`. Default `text`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `sentinel=debug,quinn=warn`.
+    /// Default `info`. `RUST_LOG` is not read; use `SENTINEL_LOG_LEVEL`.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[collect]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectSection {
+    /// Read host metrics from `/proc` every second. Default true.
+    pub host: bool,
+    /// The guarded node's Prometheus endpoint (`http://host:port/path`),
+    /// scraped every `scrape_interval_ms`. Default none.
+    pub guarded_metrics_url: Option<String>,
+    /// Metric of the guarded node giving its peer count. Default
+    /// `p2p_peers`.
+    pub peers_metric: String,
+    /// Counter of the guarded node's errors. Default `errors_total`.
+    pub errors_metric: String,
+    /// Scrape interval, ms, 1,000 to 3,600,000. Default 5,000.
+    pub scrape_interval_ms: u64,
+}
+
+impl Default for CollectSection {
+    fn default() -> Self {
+        Self {
+            host: true,
+            guarded_metrics_url: None,
+            peers_metric: "p2p_peers".into(),
+            errors_metric: "errors_total".into(),
+            scrape_interval_ms: 5_000,
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// An environment override names no known field or has a bad value.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// Why.
+        message: String,
+    },
+    /// A value out of its range.
+    #[error("config field {field}: {message}")]
+    Invalid {
+        /// `section.field`.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads `path`, applies `SENTINEL_<SECTION>_<FIELD>` overrides from
+    /// `env`, validates, and resolves relative paths against the file's
+    /// directory.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file, variable or field.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text, env).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut cfg.node.data_dir,
+            &mut cfg.node.key_file,
+            &mut cfg.node.genesis,
+            &mut cfg.node.address_book,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses TOML text with overrides and validates (paths left as written).
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let parse_err = |message: String| ConfigError::Parse {
+            path: PathBuf::from("sentinel.toml"),
+            message,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        let mut overridden = false;
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("SENTINEL_") else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            let Some((section, field)) = rest.split_once('_') else {
+                return Err(ConfigError::Env {
+                    var,
+                    message: "expected SENTINEL_<SECTION>_<FIELD>".into(),
+                });
+            };
+            if !SECTIONS.contains(&section) {
+                return Err(ConfigError::Env {
+                    var,
+                    message: format!("no section [{section}] (sections: {})", SECTIONS.join(", ")),
+                });
+            }
+            // A TOML value if it parses as one (numbers, booleans), else a string.
+            let parsed = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value));
+            let entry = table
+                .entry(section.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(section_table) = entry.as_table_mut() else {
+                return Err(ConfigError::Env {
+                    var,
+                    message: format!("[{section}] in the file is not a table"),
+                });
+            };
+            section_table.insert(field.to_owned(), parsed);
+            overridden = true;
+        }
+        // Re-read the merged document as text so that errors carry the key.
+        let merged = if overridden {
+            toml::to_string(&table).map_err(|e| parse_err(e.to_string()))?
+        } else {
+            text.to_owned()
+        };
+        let cfg: Config = toml::from_str(&merged).map_err(|e| {
+            parse_err(if overridden {
+                format!("{e}(after SENTINEL_* overrides)")
+            } else {
+                e.to_string()
+            })
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every range the field documentation states.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn range<T: PartialOrd + std::fmt::Display + Copy>(
+            field: &'static str,
+            v: T,
+            lo: T,
+            hi: T,
+        ) -> Result<(), ConfigError> {
+            if v < lo || v > hi {
+                return Err(ConfigError::Invalid {
+                    field,
+                    message: format!("{v} is outside {lo} to {hi}"),
+                });
+            }
+            Ok(())
+        }
+        let q = &self.quic;
+        range("quic.max_connections", q.max_connections, 1, 4096)?;
+        range("quic.max_frame_bytes", q.max_frame_bytes, 1024, 1 << 20)?;
+        range("quic.idle_timeout_ms", q.idle_timeout_ms, 1_000, 600_000)?;
+        range(
+            "quic.keep_alive_ms",
+            q.keep_alive_ms,
+            100,
+            q.idle_timeout_ms,
+        )?;
+        range(
+            "quic.handshake_timeout_ms",
+            q.handshake_timeout_ms,
+            100,
+            60_000,
+        )?;
+        range("quic.reconnect_max_ms", q.reconnect_max_ms, 10, 3_600_000)?;
+        range(
+            "quic.reconnect_min_ms",
+            q.reconnect_min_ms,
+            10,
+            q.reconnect_max_ms,
+        )?;
+        range("quic.queue_per_peer", q.queue_per_peer, 1, 65_536)?;
+        range(
+            "storage.retention_hours",
+            self.storage.retention_hours,
+            1,
+            87_600,
+        )?;
+        range("storage.max_db_mib", self.storage.max_db_mib, 16, 1 << 20)?;
+        range(
+            "collect.scrape_interval_ms",
+            self.collect.scrape_interval_ms,
+            1_000,
+            3_600_000,
+        )?;
+        if let Some(url) = &self.collect.guarded_metrics_url
+            && !url.starts_with("http://")
+        {
+            return Err(ConfigError::Invalid {
+                field: "collect.guarded_metrics_url",
+                message: format!("{url:?} must be an http:// URL"),
+            });
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError::Invalid {
+                field: "log.level",
+                message: format!("{:?} is not a tracing filter", self.log.level),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The documented file `sentinel init` writes.
+#[must_use]
+pub fn template(listen: SocketAddr, api: SocketAddr) -> String {
+    format!(
+        r#"# Sentinel configuration. Every field is optional; the value shown is the
+# default unless `sentinel init` chose it. Relative paths are relative to
+# this file. Any field can be overridden by an environment variable
+# SENTINEL_<SECTION>_<FIELD>, e.g. SENTINEL_QUIC_LISTEN=0.0.0.0:7700.
+# Unknown keys and out-of-range values are errors that name the field.
+
+[node]
+# Data directory: database (sentinel.db), API token (api-token), lock.
+data_dir = "data"
+# Secret key file, mode 0600 (refused if group or others can read it).
+key_file = "node.key"
+# The mesh's genesis roster (public keys and weights of every member).
+genesis = "genesis.toml"
+# Where members listen: [[peer]] id = "<node id hex>", addr = "host:port".
+address_book = "addresses.toml"
+
+[quic]
+# UDP address of the mesh transport (QUIC, TLS 1.3, X25519MLKEM768 only).
+listen = "{listen}"
+# Most simultaneous connections, in and out (1 to 4096).
+max_connections = 64
+# Largest message frame accepted, bytes (1024 to 1048576).
+max_frame_bytes = 131072
+# Close a connection after this long without traffic, ms (1000 to 600000).
+idle_timeout_ms = 15000
+# Keep-alive interval, ms (100 to idle_timeout_ms).
+keep_alive_ms = 3000
+# Handshake plus link authentication deadline, ms (100 to 60000).
+handshake_timeout_ms = 5000
+# Redial backoff: first delay and cap, ms (doubling in between).
+reconnect_min_ms = 500
+reconnect_max_ms = 30000
+# Messages queued per peer while it is unreachable (1 to 65536).
+queue_per_peer = 256
+
+[api]
+# Admin HTTP API (TCP). /healthz, /readyz and /metrics are open; /v1/* need
+# "Authorization: Bearer <data_dir/api-token>". Keep it on loopback.
+listen = "{api}"
+
+[storage]
+# Telemetry retention, hours (1 to 87600).
+retention_hours = 168
+# Database size budget, MiB (16 to 1048576); oldest telemetry goes first.
+max_db_mib = 1024
+
+[log]
+# "text" or "json".
+format = "text"
+# tracing filter, e.g. "info" or "sentinel=debug,quinn=warn".
+level = "info"
+
+[collect]
+# Host CPU, memory, network and connection counts from /proc, every second.
+host = true
+# The guarded node's Prometheus endpoint, e.g. "http://127.0.0.1:9100/metrics".
+# guarded_metrics_url = "http://127.0.0.1:9100/metrics"
+# Metric names read from it: peer count (gauge) and errors (counter).
+peers_metric = "p2p_peers"
+errors_metric = "errors_total"
+# Scrape interval, ms (1000 to 3600000).
+scrape_interval_ms = 5000
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn template_parses_to_the_defaults_it_documents() {
+        let listen = "127.0.0.1:7700".parse().unwrap();
+        let api = "127.0.0.1:7780".parse().unwrap();
+        let cfg = Config::parse(&template(listen, api), no_env()).unwrap();
+        let d = Config::default();
+        assert_eq!(toml::to_string(&cfg).unwrap(), toml::to_string(&d).unwrap());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_field() {
+        let e = Config::parse(
+            "[quic]\nlisten = \"127.0.0.1:1\"\nmax_conections = 3\n",
+            no_env(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("max_conections"), "{e}");
+        let e = Config::parse("[quic]\nmax_connections = \"many\"\n", no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_connections"), "{e}");
+        let e = Config::parse("[quic]\nmax_connections = 0\n", no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("quic.max_connections"), "{e}");
+        let e = Config::parse("[bogus]\n", no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = Config::parse("[log]\nlevel = \"[[[\"\n", no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log.level"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_win_and_bad_ones_are_named() {
+        let env = vec![
+            ("SENTINEL_QUIC_LISTEN".to_owned(), "0.0.0.0:9000".to_owned()),
+            ("SENTINEL_QUIC_MAX_CONNECTIONS".to_owned(), "9".to_owned()),
+            ("SENTINEL_LOG_FORMAT".to_owned(), "json".to_owned()),
+            ("PATH".to_owned(), "/bin".to_owned()),
+        ];
+        let cfg = Config::parse("[quic]\nmax_connections = 3\n", env).unwrap();
+        assert_eq!(cfg.quic.listen.port(), 9000);
+        assert_eq!(cfg.quic.max_connections, 9);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+
+        let e = Config::parse("", vec![("SENTINEL_NOPE_X".into(), "1".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SENTINEL_NOPE_X"), "{e}");
+        let e = Config::parse(
+            "",
+            vec![("SENTINEL_QUIC_MAX_CONNECTIONS".into(), "x".into())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("max_connections"), "{e}");
+        let e = Config::parse("", vec![("SENTINEL_QUIC_LISTEN_ADR".into(), "x".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen_adr"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sentinel.toml");
+        std::fs::write(&path, "[node]\ndata_dir = \"d\"\nkey_file = \"/abs/k\"\n").unwrap();
+        let cfg = Config::load(&path, no_env()).unwrap();
+        assert_eq!(cfg.node.data_dir, dir.path().join("d"));
+        assert_eq!(cfg.node.key_file, PathBuf::from("/abs/k"));
+        assert!(matches!(
+            Config::load(&dir.path().join("missing.toml"), no_env()),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}

@@ -1,0 +1,953 @@
+//! `sentinel run`: one driver task owns the protocol [`Node`] and everything
+//! it decides; connection tasks only move bytes and report what happened.
+//!
+//! ```text
+//!  accept task ──auth──┐                      ┌── writer task per link (uni stream)
+//!  dial tasks ──auth───┼─► NetEvent channel ─► driver ─► Node ─► transmits
+//!  reader tasks ───────┘        (bounded)       │  ▲
+//!                                   1 s tick ───┘  └── host samples (procfs)
+//!                                   store thread ◄── telemetry, peers, incidents
+//! ```
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sentinel_protocol::codec::Codec;
+use sentinel_protocol::crypto::RealCrypto;
+use sentinel_protocol::message::Class;
+use sentinel_protocol::node::{DownReason, Event};
+use sentinel_protocol::telemetry::Report;
+use sentinel_protocol::{Identity, Node, NodeId, Roster, envelope, keyfile};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::collect::{HostCollector, HostExtra};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::{DataDir, SEQUENCE_BLOCK, Store, TelemetryRow};
+use crate::transport::{self, Authenticator, LinkError, close};
+use crate::{AddressBook, now_ms};
+
+/// Bound of the channel from connection tasks to the driver.
+const NET_CHANNEL: usize = 4096;
+/// Reserve the next sequence block when this close to the limit.
+const RESERVE_MARGIN: u64 = 64;
+
+/// What connection tasks tell the driver.
+#[derive(Debug)]
+enum NetEvent {
+    /// An authenticated link.
+    Up {
+        peer: NodeId,
+        conn: quinn::Connection,
+        dialled_by: NodeId,
+    },
+    /// A message from an authenticated peer.
+    Message { peer: NodeId, bytes: Arc<[u8]> },
+    /// A link closed.
+    Down { peer: NodeId, conn_id: usize },
+    /// Dialling failed.
+    DialFailed { peer: NodeId, error: String },
+}
+
+/// A live link to a peer.
+#[derive(Debug)]
+struct Link {
+    conn: quinn::Connection,
+    dialled_by: NodeId,
+    tx: mpsc::Sender<Arc<[u8]>>,
+}
+
+/// Per-peer transport state.
+#[derive(Debug, Default)]
+struct PeerState {
+    link: Option<Link>,
+    queue: VecDeque<Arc<[u8]>>,
+    dialling: bool,
+    backoff_ms: u64,
+    next_dial_ms: u64,
+}
+
+/// What the API shows; rebuilt by the driver every second.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Status {
+    /// This sentinel's id (hex).
+    pub id: String,
+    /// The mesh name.
+    pub mesh: String,
+    /// Boot epoch.
+    pub epoch: u64,
+    /// Next report sequence.
+    pub next_sequence: u64,
+    /// Sequences reserved durably.
+    pub sequences_reserved: u64,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// QUIC listen address.
+    pub quic_addr: String,
+    /// Active view (hex ids).
+    pub active: Vec<String>,
+    /// Passive view (hex ids).
+    pub passive: Vec<String>,
+    /// Neighbours currently suspected.
+    pub suspected: Vec<String>,
+    /// Peers with an authenticated link.
+    pub connected: Vec<String>,
+    /// Lifeguard local health (0 = fine).
+    pub health: u32,
+    /// Reports signed.
+    pub reports_signed: u64,
+    /// Reports received (verified, new).
+    pub reports_received: u64,
+    /// Distinct origins whose reports we hold.
+    pub origins_heard: usize,
+    /// Invalid or malformed messages received.
+    pub invalid_messages: u64,
+    /// Host extras.
+    pub host: HostExtra,
+}
+
+/// A peer as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PeerView {
+    /// Node id (hex).
+    pub id: String,
+    /// Roster name.
+    pub name: String,
+    /// Address from the address book.
+    pub addr: Option<String>,
+    /// Active, passive or none.
+    pub view: &'static str,
+    /// A link is up.
+    pub connected: bool,
+    /// Suspected by our failure detector.
+    pub suspected: bool,
+    /// Newest report held from it: (epoch, sequence).
+    pub latest_report: Option<(u64, u64)>,
+    /// How it last left our active view, if it did.
+    pub last_down: Option<String>,
+}
+
+/// State shared with the API.
+#[derive(Debug)]
+pub struct Shared {
+    /// Latest status.
+    pub status: Mutex<Status>,
+    /// Latest peer list.
+    pub peers: Mutex<Vec<PeerView>>,
+    /// The database (API reads, store thread writes).
+    pub store: Mutex<Store>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// The mesh is joined and the store writable.
+    pub ready: AtomicBool,
+    /// The admin token.
+    pub token: String,
+}
+
+/// Everything `run` needs, loaded and checked.
+pub struct Daemon {
+    cfg: Config,
+    roster: Arc<Roster>,
+    addresses: AddressBook,
+    data: DataDir,
+    shared: Arc<Shared>,
+    epoch: u64,
+    node: Node<RealCrypto>,
+    auth: Arc<Authenticator>,
+    endpoint: quinn::Endpoint,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("epoch", &self.epoch)
+            .finish()
+    }
+}
+
+/// Reads the API token, creating it (0600) on first use.
+///
+/// # Errors
+/// Filesystem errors.
+pub fn api_token(data_dir: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("api-token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) => return Ok(t.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| std::io::Error::other("no randomness"))?;
+    let token = hex::encode(bytes);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes())?;
+    f.sync_all()?;
+    Ok(token)
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Anything, with context.
+    #[error("{0}")]
+    Msg(String),
+}
+
+fn ctx<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> StartError + '_ {
+    move |e| StartError::Msg(format!("{what}: {e}"))
+}
+
+impl Daemon {
+    /// Loads keys, roster, address book and data dir; starts a new epoch;
+    /// binds the QUIC socket. Nothing is sent yet.
+    ///
+    /// # Errors
+    /// A message naming what is wrong.
+    pub fn start(cfg: Config) -> Result<Self, StartError> {
+        let roster = Arc::new(Roster::load_genesis(&cfg.node.genesis).map_err(ctx("genesis"))?);
+        let identity: Identity = keyfile::load(&cfg.node.key_file).map_err(ctx("key file"))?;
+        let me = identity.id();
+        if roster.get(&me).is_none() {
+            return Err(StartError::Msg(format!(
+                "this sentinel's id {} is not on the roster of mesh {:?} ({})",
+                me.to_hex(),
+                roster.mesh(),
+                cfg.node.genesis.display()
+            )));
+        }
+        let addresses = AddressBook::load(&cfg.node.address_book).map_err(ctx("address book"))?;
+        let data = DataDir::lock(&cfg.node.data_dir).map_err(ctx("data dir"))?;
+        let mut store = Store::open(&data).map_err(ctx("database"))?;
+        let epoch = store.begin_epoch(now_ms()).map_err(ctx("database"))?;
+        store
+            .reserve_sequences(SEQUENCE_BLOCK)
+            .map_err(ctx("database"))?;
+        let token = api_token(data.path()).map_err(ctx("api token"))?;
+        let mut seed = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut seed).map_err(|_| StartError::Msg("no randomness".into()))?;
+        let mut node = Node::new(
+            sentinel_protocol::Config::default(),
+            roster.clone(),
+            RealCrypto::new(identity),
+            epoch,
+            u64::from_le_bytes(seed),
+            now_ms(),
+        )
+        .map_err(ctx("mesh node"))?;
+        node.allow_sequences_through(SEQUENCE_BLOCK);
+        // A second copy of the secret for link authentication.
+        let auth_identity = keyfile::load(&cfg.node.key_file).map_err(ctx("key file"))?;
+        let endpoint = transport::endpoint(cfg.quic.listen, &cfg.quic, transport::pq_provider())
+            .map_err(ctx("QUIC"))?;
+        let metrics = Metrics::new();
+        let shared = Arc::new(Shared {
+            status: Mutex::new(Status::default()),
+            peers: Mutex::new(Vec::new()),
+            store: Mutex::new(store),
+            metrics,
+            ready: AtomicBool::new(false),
+            token,
+        });
+        Ok(Self {
+            auth: Arc::new(Authenticator {
+                identity: auth_identity,
+                roster: roster.clone(),
+                epoch,
+            }),
+            cfg,
+            roster,
+            addresses,
+            data,
+            shared,
+            epoch,
+            node,
+            endpoint,
+        })
+    }
+
+    /// The shared state (for the API).
+    #[must_use]
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// The bound QUIC address.
+    ///
+    /// # Errors
+    /// Socket errors.
+    pub fn quic_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// This sentinel's boot epoch.
+    #[must_use]
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Runs until `shutdown` resolves, then leaves the mesh and closes links.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let Daemon {
+            cfg,
+            roster,
+            addresses,
+            data,
+            shared,
+            epoch,
+            mut node,
+            auth,
+            endpoint,
+        } = self;
+        let me = node.id();
+        let started = now_ms();
+        let quic_addr = endpoint
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        info!(id = %me, epoch, quic = %quic_addr, mesh = roster.mesh(), "sentinel started");
+        let (net_tx, mut net_rx) = mpsc::channel::<NetEvent>(NET_CHANNEL);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accept = tokio::spawn(accept_loop(
+            endpoint.clone(),
+            auth.clone(),
+            net_tx.clone(),
+            connections.clone(),
+            cfg.quic.max_connections,
+            Duration::from_millis(cfg.quic.handshake_timeout_ms),
+            shared.clone(),
+        ));
+        let (store_tx, store_rx) = std::sync::mpsc::channel::<StoreOp>();
+        let store_thread = {
+            let shared = shared.clone();
+            let retention_ms = cfg.storage.retention_hours * 3_600_000;
+            let max_bytes = cfg.storage.max_db_mib * 1024 * 1024;
+            std::thread::spawn(move || store_loop(&shared, &store_rx, retention_ms, max_bytes))
+        };
+        let mut d = Driver {
+            cfg: &cfg,
+            roster: &roster,
+            addresses: &addresses,
+            shared: &shared,
+            endpoint: &endpoint,
+            auth: &auth,
+            net_tx: &net_tx,
+            store_tx: &store_tx,
+            peers: BTreeMap::new(),
+            last_down: BTreeMap::new(),
+            reserved: SEQUENCE_BLOCK,
+            me,
+        };
+        node.join(now_ms());
+        d.flush(&mut node);
+        shared.ready.store(true, Ordering::SeqCst);
+        let mut host = HostCollector::new();
+        let mut host_extra = HostExtra::default();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tokio::pin!(shutdown);
+        loop {
+            let wait = node.poll_timeout().map_or(Duration::from_secs(1), |t| {
+                Duration::from_millis(t.saturating_sub(now_ms()))
+            });
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(wait) => node.handle_timeout(now_ms()),
+                Some(ev) = net_rx.recv() => d.on_net(&mut node, ev),
+                _ = tick.tick() => {
+                    if cfg.collect.host {
+                        let (sample, extra) = host.sample();
+                        node.set_host_sample(sample);
+                        host_extra = extra;
+                    }
+                    if !d.reserve_ahead(&mut node) {
+                        shared.ready.store(false, Ordering::SeqCst);
+                    }
+                    d.publish_status(&node, epoch, started, &quic_addr, host_extra);
+                }
+            }
+            d.flush(&mut node);
+        }
+        info!("shutting down: leaving the mesh");
+        shared.ready.store(false, Ordering::SeqCst);
+        node.leave();
+        d.flush(&mut node);
+        // Let writers push the Leave messages out.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        accept.abort();
+        endpoint.close(close::SHUTDOWN.into(), b"shutdown");
+        drop(d);
+        drop(store_tx);
+        let _ = store_thread.join();
+        endpoint.wait_idle().await;
+        drop(data);
+        info!("stopped");
+    }
+}
+
+enum StoreOp {
+    Telemetry(TelemetryRow, Vec<u8>),
+    Peer {
+        id: String,
+        addr: String,
+        at_ms: u64,
+    },
+    Incident {
+        kind: &'static str,
+        subject: String,
+        detail: String,
+        at_ms: u64,
+    },
+}
+
+/// Writes in batches: everything queued is committed together, then the
+/// retention policy runs once a minute.
+fn store_loop(
+    shared: &Shared,
+    rx: &std::sync::mpsc::Receiver<StoreOp>,
+    retention_ms: u64,
+    max_bytes: u64,
+) {
+    let mut last_prune = 0u64;
+    while let Ok(first) = rx.recv() {
+        let mut ops = vec![first];
+        while let Ok(op) = rx.try_recv() {
+            ops.push(op);
+        }
+        let Ok(mut store) = shared.store.lock() else {
+            return;
+        };
+        let mut telemetry = Vec::new();
+        for op in ops {
+            let r = match op {
+                StoreOp::Telemetry(row, frame) => {
+                    telemetry.push((row, frame));
+                    Ok(())
+                }
+                StoreOp::Peer { id, addr, at_ms } => store.peer_connected(&id, &addr, at_ms),
+                StoreOp::Incident {
+                    kind,
+                    subject,
+                    detail,
+                    at_ms,
+                } => store.incident(at_ms, kind, &subject, &detail),
+            };
+            if let Err(e) = r {
+                warn!(error = %e, "database write failed");
+            }
+        }
+        if let Err(e) = store.insert_telemetry(&telemetry) {
+            warn!(error = %e, rows = telemetry.len(), "storing telemetry failed");
+        }
+        let now = now_ms();
+        if now.saturating_sub(last_prune) > 60_000 {
+            last_prune = now;
+            match store.prune(now, retention_ms, max_bytes) {
+                Ok(n) if n > 0 => debug!(rows = n, "pruned old telemetry"),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "pruning failed"),
+            }
+        }
+    }
+}
+
+struct Driver<'a> {
+    cfg: &'a Config,
+    roster: &'a Roster,
+    addresses: &'a AddressBook,
+    shared: &'a Arc<Shared>,
+    endpoint: &'a quinn::Endpoint,
+    auth: &'a Arc<Authenticator>,
+    net_tx: &'a mpsc::Sender<NetEvent>,
+    store_tx: &'a std::sync::mpsc::Sender<StoreOp>,
+    peers: BTreeMap<NodeId, PeerState>,
+    last_down: BTreeMap<NodeId, String>,
+    reserved: u64,
+    me: NodeId,
+}
+
+impl Driver<'_> {
+    /// Keeps the durable sequence reservation ahead of use. False if the
+    /// database refused (the node then stops signing at the old limit).
+    fn reserve_ahead(&mut self, node: &mut Node<RealCrypto>) -> bool {
+        if node.next_sequence() + RESERVE_MARGIN < self.reserved {
+            return true;
+        }
+        let next = self.reserved + SEQUENCE_BLOCK;
+        let result = self
+            .shared
+            .store
+            .lock()
+            .map_err(|_| "store lock poisoned".to_owned())
+            .and_then(|mut s| s.reserve_sequences(next).map_err(|e| e.to_string()));
+        match result {
+            Ok(()) => {
+                self.reserved = next;
+                node.allow_sequences_through(next);
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot reserve sequence numbers; not signing past {}", self.reserved);
+                false
+            }
+        }
+    }
+
+    fn on_net(&mut self, node: &mut Node<RealCrypto>, ev: NetEvent) {
+        match ev {
+            NetEvent::Message { peer, bytes } => {
+                self.shared.metrics.messages_in.inc();
+                node.handle_message(now_ms(), peer, bytes);
+            }
+            NetEvent::Up {
+                peer,
+                conn,
+                dialled_by,
+            } => self.link_up(peer, conn, dialled_by),
+            NetEvent::Down { peer, conn_id } => {
+                let state = self.peers.entry(peer).or_default();
+                if state
+                    .link
+                    .as_ref()
+                    .is_some_and(|l| l.conn.stable_id() == conn_id)
+                {
+                    debug!(peer = %peer, "link closed");
+                    state.link = None;
+                }
+            }
+            NetEvent::DialFailed { peer, error } => {
+                let state = self.peers.entry(peer).or_default();
+                state.dialling = false;
+                state.backoff_ms = (state.backoff_ms * 2).clamp(
+                    self.cfg.quic.reconnect_min_ms,
+                    self.cfg.quic.reconnect_max_ms,
+                );
+                state.next_dial_ms = now_ms() + state.backoff_ms;
+                state.queue.clear();
+                self.shared.metrics.dial_failures.inc();
+                debug!(peer = %peer, error, retry_in_ms = state.backoff_ms, "dial failed");
+            }
+        }
+    }
+
+    fn link_up(&mut self, peer: NodeId, conn: quinn::Connection, dialled_by: NodeId) {
+        let state = self.peers.entry(peer).or_default();
+        if dialled_by == self.me {
+            state.dialling = false;
+        }
+        state.backoff_ms = 0;
+        // One link per pair: a reconnect from the same side replaces the old
+        // link; of two crossing dials, both ends keep the one dialled by the
+        // smaller id.
+        if let Some(old) = &state.link
+            && old.dialled_by != dialled_by
+            && old.dialled_by < dialled_by
+        {
+            conn.close(close::DUPLICATE.into(), b"duplicate link");
+            return;
+        }
+        if let Some(old) = state.link.take() {
+            old.conn
+                .close(close::DUPLICATE.into(), b"replaced by a newer link");
+        }
+        let (tx, rx) = mpsc::channel::<Arc<[u8]>>(self.cfg.quic.queue_per_peer);
+        tokio::spawn(writer(conn.clone(), rx));
+        tokio::spawn(reader(
+            conn.clone(),
+            peer,
+            self.net_tx.clone(),
+            self.cfg.quic.max_frame_bytes,
+            self.shared.clone(),
+        ));
+        for bytes in state.queue.drain(..) {
+            let _ = tx.try_send(bytes);
+        }
+        let addr = conn.remote_address().to_string();
+        info!(peer = %peer, %addr, "link up");
+        let _ = self.store_tx.send(StoreOp::Peer {
+            id: peer.to_hex(),
+            addr,
+            at_ms: now_ms(),
+        });
+        state.link = Some(Link {
+            conn,
+            dialled_by,
+            tx,
+        });
+    }
+
+    /// Sends what the node wants sent and handles its events.
+    fn flush(&mut self, node: &mut Node<RealCrypto>) {
+        while let Some(t) = node.poll_transmit() {
+            self.send(t.to, t.class, t.bytes);
+        }
+        while let Some(e) = node.poll_event() {
+            self.on_event(node, e);
+        }
+    }
+
+    fn send(&mut self, to: NodeId, class: Class, bytes: Arc<[u8]>) {
+        let m = &self.shared.metrics;
+        let state = self.peers.entry(to).or_default();
+        if let Some(link) = &state.link {
+            if class == Class::Datagram
+                && link
+                    .conn
+                    .max_datagram_size()
+                    .is_some_and(|max| bytes.len() <= max)
+            {
+                if link.conn.send_datagram(bytes.to_vec().into()).is_ok() {
+                    m.messages_out.inc();
+                }
+                return;
+            }
+            match link.tx.try_send(bytes) {
+                Ok(()) => {
+                    m.messages_out.inc();
+                }
+                Err(_) => {
+                    m.messages_dropped.inc();
+                }
+            }
+            return;
+        }
+        if state.queue.len() >= self.cfg.quic.queue_per_peer {
+            state.queue.pop_front();
+            m.messages_dropped.inc();
+        }
+        state.queue.push_back(bytes);
+        let now = now_ms();
+        if state.dialling || now < state.next_dial_ms {
+            return;
+        }
+        let Some(addr) = self.addresses.get(&to) else {
+            state.queue.clear();
+            m.messages_dropped.inc();
+            debug!(peer = %to, "no address for peer");
+            return;
+        };
+        state.dialling = true;
+        let ep = self.endpoint.clone();
+        let auth = self.auth.clone();
+        let tx = self.net_tx.clone();
+        let me = self.me;
+        let timeout = Duration::from_millis(self.cfg.quic.handshake_timeout_ms);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let ev = match auth.dial(&ep, addr, to, timeout).await {
+                Ok(conn) => {
+                    shared.metrics.handshakes.inc();
+                    NetEvent::Up {
+                        peer: to,
+                        conn,
+                        dialled_by: me,
+                    }
+                }
+                Err(e) => {
+                    if matches!(e, LinkError::Refused(_) | LinkError::WrongPeer { .. }) {
+                        warn!(peer = %to, %addr, error = %e, "peer failed link authentication");
+                        shared.metrics.auth_failure(e.label());
+                    }
+                    NetEvent::DialFailed {
+                        peer: to,
+                        error: e.to_string(),
+                    }
+                }
+            };
+            let _ = tx.send(ev).await;
+        });
+    }
+
+    fn on_event(&mut self, node: &Node<RealCrypto>, e: Event) {
+        let m = &self.shared.metrics;
+        let now = now_ms();
+        match e {
+            Event::NeighbourUp(p) => {
+                info!(peer = %p, "neighbour up");
+                self.last_down.remove(&p);
+            }
+            Event::NeighbourDown { peer, reason } => {
+                let why = match reason {
+                    DownReason::Failed => "failed",
+                    DownReason::Disconnected => "disconnected",
+                    DownReason::Replaced => "replaced",
+                    DownReason::Left => "left",
+                };
+                info!(peer = %peer, reason = why, "neighbour down");
+                self.last_down.insert(peer, why.to_owned());
+                if reason == DownReason::Failed {
+                    m.peers_failed.inc();
+                    let _ = self.store_tx.send(StoreOp::Incident {
+                        kind: "peer_failed",
+                        subject: peer.to_hex(),
+                        detail: "declared failed by the failure detector".into(),
+                        at_ms: now,
+                    });
+                }
+            }
+            Event::Suspected(p) => {
+                m.suspicions.inc();
+                info!(peer = %p, "neighbour suspected");
+            }
+            Event::Refuted(p) => debug!(peer = %p, "suspicion refuted"),
+            Event::ReportReceived { origin, stamp, .. } => {
+                m.reports_received.inc();
+                if let Some(frame) = node.report(&origin)
+                    && let Some(row) = derive_row(self.roster, frame, now)
+                {
+                    let _ = self.store_tx.send(StoreOp::Telemetry(row, frame.to_vec()));
+                }
+                debug!(origin = %origin, epoch = stamp.epoch, sequence = stamp.sequence, "report received");
+            }
+            Event::ReportSent { stamp, bytes, .. } => {
+                m.reports_signed.inc();
+                debug!(sequence = stamp.sequence, bytes, "report signed");
+            }
+        }
+    }
+
+    fn publish_status(
+        &self,
+        node: &Node<RealCrypto>,
+        epoch: u64,
+        started: u64,
+        quic_addr: &str,
+        host: HostExtra,
+    ) {
+        let active = node.active_view();
+        let passive = node.passive_view();
+        let hex = |v: &[NodeId]| v.iter().map(NodeId::to_hex).collect::<Vec<_>>();
+        let connected: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| s.link.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        let suspected: Vec<NodeId> = active
+            .iter()
+            .filter(|p| node.is_suspected(p))
+            .copied()
+            .collect();
+        let stats = node.stats();
+        let origins: Vec<NodeId> = self
+            .roster
+            .members()
+            .map(|m| m.public.id())
+            .filter(|id| node.report(id).is_some())
+            .collect();
+        let status = Status {
+            id: self.me.to_hex(),
+            mesh: self.roster.mesh().to_owned(),
+            epoch,
+            next_sequence: node.next_sequence(),
+            sequences_reserved: self.reserved,
+            uptime_s: now_ms().saturating_sub(started) / 1000,
+            quic_addr: quic_addr.to_owned(),
+            active: hex(&active),
+            passive: hex(passive),
+            suspected: hex(&suspected),
+            connected: hex(&connected),
+            health: node.health(),
+            reports_signed: stats.signs,
+            reports_received: stats.reports_received,
+            origins_heard: origins.len(),
+            invalid_messages: stats.invalid + stats.malformed,
+            host,
+        };
+        let m = &self.shared.metrics;
+        m.set_gauges(&status, stats.rate_limited);
+        let peers = self
+            .roster
+            .members()
+            .filter(|mb| mb.public.id() != self.me)
+            .map(|mb| {
+                let id = mb.public.id();
+                let view = if active.contains(&id) {
+                    "active"
+                } else if passive.contains(&id) {
+                    "passive"
+                } else {
+                    "none"
+                };
+                PeerView {
+                    id: id.to_hex(),
+                    name: mb.name.clone(),
+                    addr: self.addresses.get(&id).map(|a| a.to_string()),
+                    view,
+                    connected: connected.contains(&id),
+                    suspected: node.is_suspected(&id),
+                    latest_report: node.report(&id).and_then(|f| {
+                        envelope::peek_header(f)
+                            .ok()
+                            .map(|h| (h.stamp.epoch, h.stamp.sequence))
+                    }),
+                    last_down: self.last_down.get(&id).cloned(),
+                }
+            })
+            .collect();
+        if let Ok(mut s) = self.shared.status.lock() {
+            *s = status;
+        }
+        if let Ok(mut p) = self.shared.peers.lock() {
+            *p = peers;
+        }
+    }
+}
+
+/// Features of one verified report for the database.
+fn derive_row(roster: &Roster, frame: &[u8], now: u64) -> Option<TelemetryRow> {
+    let env = envelope::open(roster, frame).ok()?;
+    let report = Report::decode_exact(env.payload()).ok()?;
+    let h = env.header();
+    let n = report.host.len().max(1) as u64;
+    let sum = |f: fn(&sentinel_protocol::telemetry::HostSample) -> u64| -> u64 {
+        report.host.iter().map(f).sum()
+    };
+    let links = report.neighbours.iter().flat_map(|o| o.samples.iter());
+    let (invalid, failed) = links.fold((0u64, 0u64), |(i, f), s| {
+        (
+            i + u64::from(s.invalid) + u64::from(s.malformed),
+            f + u64::from(s.probes_failed),
+        )
+    });
+    Some(TelemetryRow {
+        origin: h.sender.to_hex(),
+        epoch: h.stamp.epoch,
+        sequence: h.stamp.sequence,
+        received_ms: now,
+        start_ms: report.start_ms,
+        samples: report.host.len() as u64,
+        neighbours: report.neighbours.len() as u64,
+        cpu_permille_mean: sum(|s| u64::from(s.cpu_permille)) / n,
+        mem_permille_mean: sum(|s| u64::from(s.mem_permille)) / n,
+        net_in_bytes: sum(|s| u64::from(s.net_in_bytes)),
+        net_out_bytes: sum(|s| u64::from(s.net_out_bytes)),
+        invalid_messages: invalid,
+        probes_failed: failed,
+    })
+}
+
+async fn accept_loop(
+    ep: quinn::Endpoint,
+    auth: Arc<Authenticator>,
+    tx: mpsc::Sender<NetEvent>,
+    connections: Arc<AtomicUsize>,
+    max: usize,
+    timeout: Duration,
+    shared: Arc<Shared>,
+) {
+    while let Some(incoming) = ep.accept().await {
+        if connections.load(Ordering::SeqCst) >= max {
+            warn!(remote = %incoming.remote_address(), max, "connection refused: at the connection limit");
+            incoming.refuse();
+            continue;
+        }
+        let auth = auth.clone();
+        let tx = tx.clone();
+        let shared = shared.clone();
+        let connections = connections.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match auth.accept(incoming, timeout).await {
+                Ok((conn, peer)) => {
+                    shared.metrics.handshakes.inc();
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let closed = conn.clone();
+                    let _ = tx
+                        .send(NetEvent::Up {
+                            peer,
+                            conn,
+                            dialled_by: peer,
+                        })
+                        .await;
+                    closed.closed().await;
+                    connections.fetch_sub(1, Ordering::SeqCst);
+                }
+                Err(e) => {
+                    shared.metrics.auth_failure(e.label());
+                    warn!(%remote, error = %e, "incoming connection refused");
+                }
+            }
+        });
+    }
+}
+
+async fn writer(conn: quinn::Connection, mut rx: mpsc::Receiver<Arc<[u8]>>) {
+    let Ok(mut send) = conn.open_uni().await else {
+        return;
+    };
+    while let Some(bytes) = rx.recv().await {
+        if transport::send_message(&mut send, &bytes).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
+async fn reader(
+    conn: quinn::Connection,
+    peer: NodeId,
+    tx: mpsc::Sender<NetEvent>,
+    limit: usize,
+    shared: Arc<Shared>,
+) {
+    let datagrams = {
+        let conn = conn.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Ok(d) = conn.read_datagram().await {
+                if tx
+                    .send(NetEvent::Message {
+                        peer,
+                        bytes: Arc::from(&d[..]),
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    };
+    if let Ok(mut recv) = conn.accept_uni().await {
+        loop {
+            match transport::recv_message(&mut recv, limit).await {
+                Ok(Some(bytes)) => {
+                    if tx
+                        .send(NetEvent::Message {
+                            peer,
+                            bytes: bytes.into(),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) if conn.close_reason().is_some() => break,
+                Err(e) => {
+                    warn!(peer = %peer, error = %e, "closing link: bad frame");
+                    shared.metrics.protocol_errors.inc();
+                    conn.close(close::PROTOCOL.into(), b"bad frame");
+                    break;
+                }
+            }
+        }
+    }
+    datagrams.abort();
+    let _ = tx
+        .send(NetEvent::Down {
+            peer,
+            conn_id: conn.stable_id(),
+        })
+        .await;
+}

@@ -1,0 +1,120 @@
+//! Setting up sentinels on one machine: `sentinel init` for one operator,
+//! and `sentinel devnet` for a whole local mesh on 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use sentinel_protocol::identity::SEED_LEN;
+use sentinel_protocol::{Identity, NodeId, Roster, keyfile};
+
+use crate::AddressBook;
+use crate::config::template;
+
+/// A freshly made identity from OS randomness.
+///
+/// # Errors
+/// No randomness, or key generation failed.
+pub fn new_identity() -> Result<Identity, String> {
+    let mut seed = zeroize::Zeroizing::new([0u8; SEED_LEN]);
+    aws_lc_rs::rand::fill(&mut seed[..]).map_err(|_| "no OS randomness".to_owned())?;
+    Identity::from_seed(&seed).map_err(|e| e.to_string())
+}
+
+/// Writes a sentinel directory: `node.key` (0600), `sentinel.toml`, `data/`.
+/// Refuses to overwrite an existing key or config.
+///
+/// # Errors
+/// A message naming the file.
+pub fn init_dir(
+    dir: &Path,
+    identity: &Identity,
+    listen: SocketAddr,
+    api: SocketAddr,
+) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir.join("data")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let config = dir.join("sentinel.toml");
+    if config.exists() {
+        return Err(format!("{} exists; not overwriting it", config.display()));
+    }
+    keyfile::save(&dir.join("node.key"), identity).map_err(|e| e.to_string())?;
+    std::fs::write(&config, template(listen, api))
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+    Ok(config)
+}
+
+/// One sentinel of a devnet.
+#[derive(Debug, Clone)]
+pub struct DevNode {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its id.
+    pub id: NodeId,
+    /// QUIC address.
+    pub quic: SocketAddr,
+    /// API address.
+    pub api: SocketAddr,
+}
+
+/// A free loopback port (UDP for QUIC, TCP for the API), released for the
+/// caller to bind. Another process could take it in between; devnets are
+/// local and short-lived.
+///
+/// # Errors
+/// Socket errors.
+pub fn free_port(udp: bool) -> std::io::Result<SocketAddr> {
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+    }
+}
+
+/// Creates `n` sentinel directories under `root` with one genesis roster and
+/// address book; returns them. Extra identities (not on the roster) can be
+/// made with `outsiders`, for tests of refusal.
+///
+/// # Errors
+/// A message naming what failed.
+pub fn prepare(
+    root: &Path,
+    mesh: &str,
+    n: usize,
+    outsiders: usize,
+) -> Result<Vec<DevNode>, String> {
+    if n == 0 {
+        return Err("a devnet needs at least one node".into());
+    }
+    let mut identities = Vec::new();
+    for _ in 0..n + outsiders {
+        identities.push(new_identity()?);
+    }
+    let roster = Roster::equal_weight(mesh, identities[..n].iter().map(|i| i.public().clone()))
+        .map_err(|e| e.to_string())?;
+    let mut book = AddressBook::default();
+    let mut nodes = Vec::new();
+    for (i, identity) in identities.iter().enumerate() {
+        let quic = free_port(true).map_err(|e| e.to_string())?;
+        let api = free_port(false).map_err(|e| e.to_string())?;
+        let dir = root.join(format!("node-{i}"));
+        let config = init_dir(&dir, identity, quic, api)?;
+        if i < n {
+            book.insert(identity.id(), quic);
+        }
+        nodes.push(DevNode {
+            dir,
+            config,
+            id: identity.id(),
+            quic,
+            api,
+        });
+    }
+    let genesis = roster.to_genesis_toml();
+    let addresses = book.to_toml();
+    for node in &nodes {
+        std::fs::write(node.dir.join("genesis.toml"), &genesis).map_err(|e| e.to_string())?;
+        std::fs::write(node.dir.join("addresses.toml"), &addresses).map_err(|e| e.to_string())?;
+    }
+    Ok(nodes)
+}

@@ -1,0 +1,334 @@
+//! `sentinel`: the Sentinel Mesh daemon and its command line.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use sentinel::config::{Config, LogFormat};
+use sentinel::daemon::Daemon;
+use sentinel::devnet;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sentinel",
+    version,
+    about = "Sentinel Mesh: a security monitoring mesh with no center"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create keys (mode 0600), a documented sentinel.toml and a data dir.
+    Init {
+        /// Directory to create them in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Mesh name for a one-member genesis.toml written alongside (skipped
+        /// if genesis.toml exists).
+        #[arg(long, default_value = "my-mesh")]
+        mesh: String,
+        /// QUIC listen address.
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: SocketAddr,
+        /// Admin API address.
+        #[arg(long, default_value = "127.0.0.1:7780")]
+        api: SocketAddr,
+    },
+    /// Run the sentinel until SIGTERM or Ctrl-C.
+    Run {
+        /// Config file.
+        #[arg(long, short, default_value = "sentinel.toml")]
+        config: PathBuf,
+    },
+    /// Print this sentinel's status (from its API).
+    Status {
+        /// Config file.
+        #[arg(long, short, default_value = "sentinel.toml")]
+        config: PathBuf,
+    },
+    /// Print the mesh members as this sentinel sees them.
+    Peers {
+        /// Config file.
+        #[arg(long, short, default_value = "sentinel.toml")]
+        config: PathBuf,
+    },
+    /// Start N sentinels on 127.0.0.1 with a fresh genesis; Ctrl-C stops all.
+    Devnet {
+        /// How many sentinels.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Where their directories go (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Init {
+                dir,
+                mesh,
+                listen,
+                api,
+            } => init(&dir, &mesh, listen, api),
+            Command::Run { config } => run(&config).await,
+            Command::Status { config } => show(&config, "/v1/status").await,
+            Command::Peers { config } => show(&config, "/v1/peers").await,
+            Command::Devnet { nodes, dir } => devnet_cmd(nodes, dir).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, String> {
+    Config::load(path, std::env::vars()).map_err(|e| e.to_string())
+}
+
+fn init(dir: &Path, mesh: &str, listen: SocketAddr, api: SocketAddr) -> Result<(), String> {
+    let identity = devnet::new_identity()?;
+    let config = devnet::init_dir(dir, &identity, listen, api)?;
+    let genesis = dir.join("genesis.toml");
+    if !genesis.exists() {
+        let roster = sentinel_protocol::Roster::equal_weight(mesh, [identity.public().clone()])
+            .map_err(|e| e.to_string())?;
+        std::fs::write(&genesis, roster.to_genesis_toml()).map_err(|e| e.to_string())?;
+    }
+    let book = dir.join("addresses.toml");
+    if !book.exists() {
+        std::fs::write(
+            &book,
+            "# [[peer]]\n# id = \"<node id hex>\"\n# addr = \"host:port\"\n",
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    println!("node id   {}", identity.id().to_hex());
+    println!("key       {} (mode 0600)", dir.join("node.key").display());
+    println!("config    {}", config.display());
+    println!("genesis   {}", genesis.display());
+    println!(
+        "Share this sentinel's [[members]] entry from genesis.toml with the other operators, \
+         merge everyone's entries into one genesis.toml, list their addresses in addresses.toml, \
+         then: sentinel run -c {}",
+        config.display()
+    );
+    Ok(())
+}
+
+fn init_logs(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn run(config: &Path) -> Result<(), String> {
+    let cfg = load_config(config)?;
+    init_logs(&cfg);
+    let api_addr = cfg.api.listen;
+    let daemon = Daemon::start(cfg).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(api_addr)
+        .await
+        .map_err(|e| format!("admin API on {api_addr}: {e}"))?;
+    let router = sentinel::api::router(daemon.shared());
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = api_stopped.await;
+            })
+            .await
+    });
+    tracing::info!(api = %api_addr, "admin API listening");
+    daemon.run(shutdown_signal()).await;
+    let _ = stop_api.send(());
+    let _ = api.await;
+    Ok(())
+}
+
+async fn show(config: &Path, path: &str) -> Result<(), String> {
+    let cfg = load_config(config)?;
+    let token = sentinel::daemon::api_token(&cfg.node.data_dir).map_err(|e| {
+        format!(
+            "reading the API token in {}: {e}",
+            cfg.node.data_dir.display()
+        )
+    })?;
+    let addr = cfg.api.listen;
+    let (code, body) = sentinel::http::get(
+        addr,
+        &addr.to_string(),
+        path,
+        Some(&token),
+        Duration::from_secs(5),
+    )
+    .await?;
+    if code != 200 {
+        return Err(format!("{path}: HTTP {code}: {body}"));
+    }
+    let value: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+async fn devnet_cmd(n: usize, dir: Option<PathBuf>) -> Result<(), String> {
+    let root = match dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("sentinel-devnet-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let nodes = devnet::prepare(&root, "devnet", n, 0)?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut children = Vec::new();
+    for node in &nodes {
+        let log =
+            std::fs::File::create(node.dir.join("sentinel.log")).map_err(|e| e.to_string())?;
+        let child = tokio::process::Command::new(&exe)
+            .arg("run")
+            .arg("--config")
+            .arg(&node.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", exe.display()))?;
+        children.push(child);
+    }
+    println!("devnet of {n} sentinels in {}", root.display());
+    println!(
+        "{:<6} {:<18} {:<22} {:<22} api token file",
+        "node", "id", "quic", "api"
+    );
+    for (i, node) in nodes.iter().enumerate() {
+        println!(
+            "{:<6} {:<18} {:<22} {:<22} {}",
+            i,
+            node.id.to_string(),
+            node.quic.to_string(),
+            format!("http://{}", node.api),
+            node.dir.join("data/api-token").display()
+        );
+    }
+    println!("try: sentinel status -c {}", nodes[0].config.display());
+    println!(
+        "     curl -H \"Authorization: Bearer $(cat {})\" http://{}/v1/peers",
+        nodes[0].dir.join("data/api-token").display(),
+        nodes[0].api
+    );
+    println!(
+        "logs: {}/node-*/sentinel.log — Ctrl-C stops all",
+        root.display()
+    );
+    // Print a one-line summary every 5 s until Ctrl-C.
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            () = shutdown_signal() => break,
+            _ = every.tick() => {
+                let mut line = Vec::new();
+                for node in &nodes {
+                    line.push(summary(node).await);
+                }
+                println!("{}", line.join(" | "));
+            }
+        }
+        for (i, c) in children.iter_mut().enumerate() {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Err(format!(
+                    "sentinel {i} exited ({status}); see {}",
+                    nodes[i].dir.join("sentinel.log").display()
+                ));
+            }
+        }
+    }
+    println!("stopping {} sentinels", children.len());
+    for c in &children {
+        if let Some(pid) = c.id() {
+            // SIGTERM: each leaves the mesh and closes its database.
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+    for c in &mut children {
+        match tokio::time::timeout(Duration::from_secs(10), c.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                let _ = c.kill().await;
+            }
+        }
+    }
+    println!("stopped; state kept in {}", root.display());
+    Ok(())
+}
+
+async fn summary(node: &devnet::DevNode) -> String {
+    let token = std::fs::read_to_string(node.dir.join("data/api-token")).unwrap_or_default();
+    let got = sentinel::http::get(
+        node.api,
+        &node.api.to_string(),
+        "/v1/status",
+        Some(token.trim()),
+        Duration::from_secs(2),
+    )
+    .await;
+    match got
+        .ok()
+        .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+    {
+        Some(s) => format!(
+            "{} active {} heard {} signed {}",
+            &node.id.to_string()[..6],
+            s["active"].as_array().map_or(0, Vec::len),
+            s["origins_heard"],
+            s["reports_signed"]
+        ),
+        None => format!("{} starting", &node.id.to_string()[..6]),
+    }
+}

@@ -1,0 +1,641 @@
+//! Durable state: one SQLite database (WAL, `synchronous=FULL`) in the data
+//! directory, which a lock file keeps to one process.
+//!
+//! What it holds: boot epochs and reserved sequence numbers (so no crash,
+//! restore or snapshot makes the sentinel sign two contents under one
+//! (epoch, sequence)), peers seen, telemetry received (the signed frame and
+//! features derived from it), and incidents. Later issues add certificates,
+//! votes and the alert outbox as new migrations.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Schema migrations; `PRAGMA user_version` is how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
+     CREATE TABLE peers (
+         id TEXT PRIMARY KEY,
+         first_seen_ms INTEGER NOT NULL,
+         last_seen_ms INTEGER NOT NULL,
+         last_addr TEXT,
+         connections INTEGER NOT NULL DEFAULT 0
+     ) STRICT;
+     CREATE TABLE telemetry (
+         origin TEXT NOT NULL,
+         epoch INTEGER NOT NULL,
+         sequence INTEGER NOT NULL,
+         received_ms INTEGER NOT NULL,
+         start_ms INTEGER NOT NULL,
+         samples INTEGER NOT NULL,
+         neighbours INTEGER NOT NULL,
+         cpu_permille_mean INTEGER NOT NULL,
+         mem_permille_mean INTEGER NOT NULL,
+         net_in_bytes INTEGER NOT NULL,
+         net_out_bytes INTEGER NOT NULL,
+         invalid_messages INTEGER NOT NULL,
+         probes_failed INTEGER NOT NULL,
+         frame BLOB NOT NULL,
+         PRIMARY KEY (origin, epoch, sequence)
+     ) STRICT;
+     CREATE INDEX telemetry_received ON telemetry (received_ms);
+     CREATE TABLE incidents (
+         id INTEGER PRIMARY KEY,
+         at_ms INTEGER NOT NULL,
+         kind TEXT NOT NULL,
+         subject TEXT NOT NULL,
+         detail TEXT NOT NULL
+     ) STRICT;
+     CREATE INDEX incidents_at ON incidents (at_ms);",
+];
+
+/// How many sequences one reservation covers.
+pub const SEQUENCE_BLOCK: u64 = 1024;
+
+/// Why the store could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the data directory.
+    #[error("data directory {dir} is in use by another sentinel process{holder}")]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+        /// ", pid N" when the lock file says.
+        holder: String,
+    },
+    /// A filesystem error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A database error.
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// The database was written by a newer sentinel.
+    #[error("database schema version {found} is newer than this sentinel knows ({known})")]
+    TooNew {
+        /// The file's version.
+        found: u32,
+        /// Ours.
+        known: u32,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The data directory, locked for this process while the value lives.
+#[derive(Debug)]
+pub struct DataDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl DataDir {
+    /// Creates the directory if needed (mode 0700) and takes its lock.
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] when another process has it.
+    pub fn lock(path: &Path) -> Result<Self, StoreError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(io(path))?;
+        let lock_path = path.join("LOCK");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&lock_path)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok())
+                    .map(|pid| format!(", pid {pid}"))
+                    .unwrap_or_default();
+                return Err(StoreError::Locked {
+                    dir: path.to_owned(),
+                    holder,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        }
+        file.set_len(0).map_err(io(&lock_path))?;
+        writeln!(file, "{}", std::process::id()).map_err(io(&lock_path))?;
+        Ok(Self {
+            path: path.to_owned(),
+            _lock: file,
+        })
+    }
+
+    /// The directory.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Telemetry features derived from one verified report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TelemetryRow {
+    /// Signer (hex).
+    pub origin: String,
+    /// Signer's boot epoch.
+    pub epoch: u64,
+    /// Sequence within the epoch.
+    pub sequence: u64,
+    /// When we stored it, Unix ms.
+    pub received_ms: u64,
+    /// First sample's start, Unix ms (signer's clock).
+    pub start_ms: u64,
+    /// Samples in the report.
+    pub samples: u64,
+    /// Neighbours observed.
+    pub neighbours: u64,
+    /// Mean host CPU use, per mille.
+    pub cpu_permille_mean: u64,
+    /// Mean host memory use, per mille.
+    pub mem_permille_mean: u64,
+    /// Host bytes received over the report.
+    pub net_in_bytes: u64,
+    /// Host bytes sent over the report.
+    pub net_out_bytes: u64,
+    /// Invalid and malformed messages the signer saw from its neighbours.
+    pub invalid_messages: u64,
+    /// Probes to neighbours that failed.
+    pub probes_failed: u64,
+}
+
+/// A peer as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeerRow {
+    /// Node id (hex).
+    pub id: String,
+    /// First connection, Unix ms.
+    pub first_seen_ms: u64,
+    /// Latest connection, Unix ms.
+    pub last_seen_ms: u64,
+    /// Address of the latest connection.
+    pub last_addr: Option<String>,
+    /// Connections authenticated so far.
+    pub connections: u64,
+}
+
+/// The database.
+#[derive(Debug)]
+pub struct Store {
+    db: Connection,
+    path: PathBuf,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating and migrating) `sentinel.db` in a locked data dir.
+    ///
+    /// # Errors
+    /// Database errors, or a schema newer than this build.
+    pub fn open(dir: &DataDir) -> Result<Self, StoreError> {
+        let path = dir.path().join("sentinel.db");
+        let db = Connection::open(&path)?;
+        // auto_vacuum must be chosen before the first table exists.
+        db.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.pragma_update(None, "foreign_keys", "ON")?;
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut store = Self { db, path };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: u32 = self
+            .db
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX);
+        if version > known {
+            return Err(StoreError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.db.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(
+                None,
+                "user_version",
+                i64::try_from(i + 1).unwrap_or(i64::MAX),
+            )?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The schema version.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        Ok(self
+            .db
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .db
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .map(to_u64))
+    }
+
+    /// Starts a new boot epoch and returns it: greater than every epoch this
+    /// database has recorded *and* than the wall clock in ms, committed
+    /// before it is used. The clock term covers a data directory restored
+    /// from an older copy or a VM snapshot: the restored counter is behind,
+    /// but time has moved on. (Both a restore *and* a clock set back past the
+    /// previous boot would be needed to reuse an epoch.)
+    ///
+    /// # Errors
+    /// Database errors; nothing may be signed then.
+    pub fn begin_epoch(&mut self, now_ms: u64) -> Result<u64, StoreError> {
+        let last = self.meta("epoch")?.unwrap_or(0);
+        let epoch = last.saturating_add(1).max(now_ms);
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('epoch', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [to_i64(epoch)],
+        )?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('sequences_reserved', 0)
+             ON CONFLICT (key) DO UPDATE SET value = 0",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(epoch)
+    }
+
+    /// Durably reserves sequences of the current epoch through `through`;
+    /// the node may sign them once this returns.
+    ///
+    /// # Errors
+    /// Database errors; the node must not sign past the old limit then.
+    pub fn reserve_sequences(&mut self, through: u64) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('sequences_reserved', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+            [to_i64(through)],
+        )?;
+        Ok(())
+    }
+
+    /// (epoch, sequences reserved) as recorded.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn epoch_state(&self) -> Result<(u64, u64), StoreError> {
+        Ok((
+            self.meta("epoch")?.unwrap_or(0),
+            self.meta("sequences_reserved")?.unwrap_or(0),
+        ))
+    }
+
+    /// Records an authenticated connection with `id`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn peer_connected(&mut self, id: &str, addr: &str, now_ms: u64) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT INTO peers (id, first_seen_ms, last_seen_ms, last_addr, connections)
+             VALUES (?1, ?2, ?2, ?3, 1)
+             ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
+                 last_addr = excluded.last_addr, connections = connections + 1",
+            params![id, to_i64(now_ms), addr],
+        )?;
+        Ok(())
+    }
+
+    /// Every peer seen, by id.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn peers(&self) -> Result<Vec<PeerRow>, StoreError> {
+        let mut stmt = self.db.prepare(
+            "SELECT id, first_seen_ms, last_seen_ms, last_addr, connections FROM peers ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(PeerRow {
+                id: r.get(0)?,
+                first_seen_ms: to_u64(r.get(1)?),
+                last_seen_ms: to_u64(r.get(2)?),
+                last_addr: r.get(3)?,
+                connections: to_u64(r.get(4)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stores telemetry rows (with their frames) in one transaction.
+    ///
+    /// # Errors
+    /// Database errors; none of the rows is stored then.
+    pub fn insert_telemetry(&mut self, rows: &[(TelemetryRow, Vec<u8>)]) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO telemetry (origin, epoch, sequence, received_ms, start_ms,
+                     samples, neighbours, cpu_permille_mean, mem_permille_mean, net_in_bytes,
+                     net_out_bytes, invalid_messages, probes_failed, frame)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            for (t, frame) in rows {
+                stmt.execute(params![
+                    t.origin,
+                    to_i64(t.epoch),
+                    to_i64(t.sequence),
+                    to_i64(t.received_ms),
+                    to_i64(t.start_ms),
+                    to_i64(t.samples),
+                    to_i64(t.neighbours),
+                    to_i64(t.cpu_permille_mean),
+                    to_i64(t.mem_permille_mean),
+                    to_i64(t.net_in_bytes),
+                    to_i64(t.net_out_bytes),
+                    to_i64(t.invalid_messages),
+                    to_i64(t.probes_failed),
+                    frame,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The newest `limit` telemetry rows from `origin`, newest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn telemetry(&self, origin: &str, limit: usize) -> Result<Vec<TelemetryRow>, StoreError> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT origin, epoch, sequence, received_ms, start_ms, samples, neighbours,
+                    cpu_permille_mean, mem_permille_mean, net_in_bytes, net_out_bytes,
+                    invalid_messages, probes_failed
+             FROM telemetry WHERE origin = ?1 ORDER BY epoch DESC, sequence DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![origin, to_i64(limit as u64)], |r| {
+            Ok(TelemetryRow {
+                origin: r.get(0)?,
+                epoch: to_u64(r.get(1)?),
+                sequence: to_u64(r.get(2)?),
+                received_ms: to_u64(r.get(3)?),
+                start_ms: to_u64(r.get(4)?),
+                samples: to_u64(r.get(5)?),
+                neighbours: to_u64(r.get(6)?),
+                cpu_permille_mean: to_u64(r.get(7)?),
+                mem_permille_mean: to_u64(r.get(8)?),
+                net_in_bytes: to_u64(r.get(9)?),
+                net_out_bytes: to_u64(r.get(10)?),
+                invalid_messages: to_u64(r.get(11)?),
+                probes_failed: to_u64(r.get(12)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Telemetry rows held.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn telemetry_count(&self) -> Result<u64, StoreError> {
+        Ok(to_u64(self.db.query_row(
+            "SELECT count(*) FROM telemetry",
+            [],
+            |r| r.get(0),
+        )?))
+    }
+
+    /// Records an incident.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn incident(
+        &mut self,
+        at_ms: u64,
+        kind: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT INTO incidents (at_ms, kind, subject, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![to_i64(at_ms), kind, subject, detail],
+        )?;
+        Ok(())
+    }
+
+    /// Database bytes in use.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn size_bytes(&self) -> Result<u64, StoreError> {
+        let pages: i64 = self
+            .db
+            .pragma_query_value(None, "page_count", |r| r.get(0))?;
+        let free: i64 = self
+            .db
+            .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+        let size: i64 = self
+            .db
+            .pragma_query_value(None, "page_size", |r| r.get(0))?;
+        Ok(to_u64((pages - free) * size))
+    }
+
+    /// Applies the retention policy and the size budget: deletes telemetry
+    /// received before `now_ms - retention_ms`, then the oldest tenth at a
+    /// time while over `max_bytes`; returns the rows deleted.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn prune(
+        &mut self,
+        now_ms: u64,
+        retention_ms: u64,
+        max_bytes: u64,
+    ) -> Result<u64, StoreError> {
+        let mut deleted = self.db.execute(
+            "DELETE FROM telemetry WHERE received_ms < ?1",
+            [to_i64(now_ms.saturating_sub(retention_ms))],
+        )? as u64;
+        deleted += self.db.execute(
+            "DELETE FROM incidents WHERE at_ms < ?1",
+            [to_i64(now_ms.saturating_sub(retention_ms))],
+        )? as u64;
+        while self.size_bytes()? > max_bytes {
+            let n = self.telemetry_count()?;
+            if n == 0 {
+                break;
+            }
+            deleted += self.db.execute(
+                "DELETE FROM telemetry WHERE rowid IN
+                     (SELECT rowid FROM telemetry ORDER BY received_ms LIMIT ?1)",
+                [to_i64(n.div_ceil(10))],
+            )? as u64;
+        }
+        self.db.execute_batch("PRAGMA incremental_vacuum;")?;
+        Ok(deleted)
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(origin: &str, seq: u64, received_ms: u64) -> (TelemetryRow, Vec<u8>) {
+        (
+            TelemetryRow {
+                origin: origin.into(),
+                epoch: 1,
+                sequence: seq,
+                received_ms,
+                samples: 5,
+                ..TelemetryRow::default()
+            },
+            vec![7u8; 4000],
+        )
+    }
+
+    #[test]
+    fn a_second_process_cannot_take_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = DataDir::lock(dir.path()).unwrap();
+        let e = DataDir::lock(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("in use by another sentinel process"), "{e}");
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        drop(held);
+        DataDir::lock(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn epochs_only_grow_even_from_a_restored_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let dd = DataDir::lock(&dir.path().join("d")).unwrap();
+        let mut s = Store::open(&dd).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 1);
+        let e1 = s.begin_epoch(1_000).unwrap();
+        s.reserve_sequences(SEQUENCE_BLOCK).unwrap();
+        assert_eq!(s.epoch_state().unwrap(), (e1, SEQUENCE_BLOCK));
+        // Same clock reading again (a fast restart): the counter moves on.
+        let e2 = s.begin_epoch(1_000).unwrap();
+        assert!(e2 > e1);
+        assert_eq!(s.epoch_state().unwrap(), (e2, 0));
+        drop(s);
+        drop(dd);
+
+        // Copy the directory as a backup, boot twice more, restore it.
+        let backup = dir.path().join("backup");
+        std::fs::create_dir(&backup).unwrap();
+        for f in ["sentinel.db", "sentinel.db-wal", "sentinel.db-shm"] {
+            let src = dir.path().join("d").join(f);
+            if src.exists() {
+                std::fs::copy(&src, backup.join(f)).unwrap();
+            }
+        }
+        let dd = DataDir::lock(&dir.path().join("d")).unwrap();
+        let mut s = Store::open(&dd).unwrap();
+        let e3 = s.begin_epoch(2_000).unwrap();
+        drop(s);
+        drop(dd);
+        let dd = DataDir::lock(&backup).unwrap();
+        let mut restored = Store::open(&dd).unwrap();
+        assert_eq!(restored.epoch_state().unwrap().0, e2);
+        // Time has passed since: the restored copy still starts past e3.
+        let e4 = restored.begin_epoch(3_000).unwrap();
+        assert!(e4 > e3, "{e4} <= {e3}");
+    }
+
+    #[test]
+    fn telemetry_round_trips_and_retention_and_budget_prune_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let dd = DataDir::lock(dir.path()).unwrap();
+        let mut s = Store::open(&dd).unwrap();
+        let rows: Vec<_> = (1..=300).map(|i| row("aa", i, i * 1000)).collect();
+        s.insert_telemetry(&rows).unwrap();
+        // Duplicates are ignored, not errors.
+        s.insert_telemetry(&rows[..3]).unwrap();
+        assert_eq!(s.telemetry_count().unwrap(), 300);
+        let newest = s.telemetry("aa", 2).unwrap();
+        assert_eq!(newest[0].sequence, 300);
+        assert_eq!(newest[0], rows[299].0);
+
+        // Retention: everything received before t = 100 s goes.
+        let gone = s.prune(150_000, 50_000, u64::MAX).unwrap();
+        assert_eq!(gone, 99);
+        assert_eq!(s.telemetry_count().unwrap(), 201);
+        // Budget: shrink until under it, oldest first.
+        let before = s.size_bytes().unwrap();
+        s.prune(150_000, 50_000, before / 2).unwrap();
+        assert!(s.size_bytes().unwrap() <= before / 2);
+        let left = s.telemetry_count().unwrap();
+        assert!(left > 0 && left < 201);
+        assert_eq!(s.telemetry("aa", 1).unwrap()[0].sequence, 300);
+
+        s.peer_connected("bb", "127.0.0.1:1", 5).unwrap();
+        s.peer_connected("bb", "127.0.0.1:2", 9).unwrap();
+        let p = &s.peers().unwrap()[0];
+        assert_eq!((p.first_seen_ms, p.last_seen_ms, p.connections), (5, 9, 2));
+        assert_eq!(p.last_addr.as_deref(), Some("127.0.0.1:2"));
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_a_corrupt_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let dd = DataDir::lock(dir.path()).unwrap();
+        let s = Store::open(&dd).unwrap();
+        s.db.pragma_update(None, "user_version", 99).unwrap();
+        drop(s);
+        let e = Store::open(&dd).unwrap_err().to_string();
+        assert!(e.contains("newer"), "{e}");
+
+        let dir2 = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir2.path().join("sentinel.db"),
+            b"not a database at all, just junk bytes",
+        )
+        .unwrap();
+        let dd2 = DataDir::lock(dir2.path()).unwrap();
+        let e = Store::open(&dd2).unwrap_err().to_string();
+        assert!(e.contains("database"), "{e}");
+    }
+}
