@@ -1,0 +1,224 @@
+//! Five real sentinel processes on loopback: the mesh forms and signed
+//! telemetry flows over QUIC; `kill -9` of one is detected by the others;
+//! restarted, it rejoins with a newer epoch and its database intact; a second
+//! process on the same data dir is refused; garbage on the QUIC and API
+//! ports crashes nothing.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sentinel::devnet::{self, DevNode};
+use serde_json::Value;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(node: &DevNode) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(node.dir.join("sentinel.log"))
+        .expect("log file opens");
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_sentinel"))
+            .args(["run", "--config"])
+            .arg(&node.config)
+            .env("SENTINEL_LOG_LEVEL", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sentinel starts"),
+    )
+}
+
+fn api(rt: &tokio::runtime::Runtime, node: &DevNode, path: &str) -> Option<Value> {
+    let token = std::fs::read_to_string(node.dir.join("data/api-token")).ok()?;
+    let (code, body) = rt
+        .block_on(sentinel::http::get(
+            node.api,
+            "localhost",
+            path,
+            Some(token.trim()),
+            Duration::from_secs(2),
+        ))
+        .ok()?;
+    (code == 200).then(|| serde_json::from_str(&body).ok())?
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+fn log_of(node: &DevNode) -> String {
+    std::fs::read_to_string(node.dir.join("sentinel.log")).unwrap_or_default()
+}
+
+#[test]
+fn five_sentinels_mesh_detect_a_kill_and_take_it_back() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = devnet::prepare(dir.path(), "it", 5, 0).unwrap();
+    let mut procs: Vec<Option<Proc>> = nodes.iter().map(|n| Some(start(n))).collect();
+
+    // Every sentinel has neighbours and holds signed reports from all five.
+    wait_for("mesh and telemetry", Duration::from_secs(60), || {
+        nodes.iter().all(|n| {
+            api(&rt, n, "/v1/status").is_some_and(|s| {
+                s["active"].as_array().is_some_and(|a| a.len() >= 2)
+                    && s["origins_heard"].as_u64() == Some(5)
+            })
+        })
+    });
+    let victim = &nodes[4];
+    let before = api(&rt, victim, "/v1/status").unwrap();
+    let old_epoch = before["epoch"].as_u64().unwrap();
+    let old_next = before["next_sequence"].as_u64().unwrap();
+    assert!(old_next > 1, "it signed reports: {before}");
+    // Stored telemetry about another node is served from the database.
+    let rows = api(
+        &rt,
+        &nodes[0],
+        &format!("/v1/telemetry/{}", nodes[1].id.to_hex()),
+    )
+    .unwrap();
+    assert!(!rows["reports"].as_array().unwrap().is_empty(), "{rows}");
+
+    // A second process on the victim's data dir is refused and exits.
+    let second = Command::new(env!("CARGO_BIN_EXE_sentinel"))
+        .args(["run", "--config"])
+        .arg(&victim.config)
+        .env("SENTINEL_API_LISTEN", "127.0.0.1:0")
+        .env("SENTINEL_QUIC_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another sentinel process"), "{err}");
+
+    // Garbage on the QUIC port (UDP) and the API port (TCP).
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..200u32 {
+        let junk: Vec<u8> = (0..1200u32)
+            .map(|j| (i * 31 + j * 7).to_le_bytes()[0])
+            .collect();
+        udp.send_to(&junk, nodes[0].quic).unwrap();
+    }
+    {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(nodes[0].api).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ = tcp.write_all(b"\x16\x03\x01 garbage that is not HTTP\r\n\r\n");
+        let mut buf = [0u8; 256];
+        let _ = tcp.read(&mut buf);
+    }
+    let unauthorised = rt
+        .block_on(sentinel::http::get(
+            nodes[0].api,
+            "localhost",
+            "/v1/status",
+            Some("wrong"),
+            Duration::from_secs(2),
+        ))
+        .unwrap();
+    assert_eq!(unauthorised.0, 401);
+
+    // kill -9: its neighbours declare it failed.
+    let mut p = procs[4].take().unwrap();
+    let killed_at = i64::try_from(sentinel::now_ms()).unwrap();
+    p.0.kill().unwrap();
+    let _ = p.0.wait();
+    let victim_hex = victim.id.to_hex();
+    wait_for("the kill to be detected", Duration::from_secs(30), || {
+        nodes[..4].iter().all(|n| {
+            api(&rt, n, "/v1/peers").is_some_and(|peers| {
+                peers
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["id"] == victim_hex.as_str() && p["view"] != "active")
+            })
+        })
+    });
+    assert!(
+        nodes[..4]
+            .iter()
+            .any(|n| log_of(n).contains("reason=\"failed\"")),
+        "someone declared it failed"
+    );
+
+    // Restart: new, larger epoch; sequences start over under it; the
+    // database kept the peers it had seen; it rejoins and is heard again.
+    procs[4] = Some(start(victim));
+    wait_for(
+        "the restarted node to rejoin",
+        Duration::from_secs(60),
+        || {
+            api(&rt, victim, "/v1/status").is_some_and(|s| {
+                s["epoch"].as_u64().is_some_and(|e| e > old_epoch)
+                    && s["active"].as_array().is_some_and(|a| !a.is_empty())
+            }) && nodes[..4].iter().all(|n| {
+                api(&rt, n, "/v1/peers").is_some_and(|peers| {
+                    peers.as_array().unwrap().iter().any(|p| {
+                        p["id"] == victim_hex.as_str()
+                            && p["latest_report"][0]
+                                .as_u64()
+                                .is_some_and(|e| e > old_epoch)
+                    })
+                })
+            })
+        },
+    );
+    let db = rusqlite::Connection::open_with_flags(
+        victim.dir.join("data/sentinel.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let old_rows: i64 = db
+        .query_row(
+            "SELECT count(*) FROM telemetry WHERE received_ms < ?1",
+            [killed_at],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(old_rows > 0, "telemetry stored before the kill survived it");
+    let after = api(&rt, victim, "/v1/status").unwrap();
+    assert!(
+        after["sequences_reserved"].as_u64().unwrap() >= after["next_sequence"].as_u64().unwrap()
+    );
+
+    // Still alive after the garbage: everyone answers.
+    for n in &nodes {
+        assert!(
+            api(&rt, n, "/v1/status").is_some(),
+            "{} stopped answering",
+            n.id
+        );
+    }
+    // Graceful stop: SIGTERM, a clean exit.
+    for p in procs.iter_mut().flatten() {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(p.0.id().to_string())
+            .status();
+    }
+    for p in procs.iter_mut().flatten() {
+        let status = p.0.wait().unwrap();
+        assert!(status.success(), "exit status {status}");
+    }
+}
