@@ -15,6 +15,7 @@
 //! suite binding), so only the signature check differs between them.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use aws_lc_rs::digest;
 
@@ -50,14 +51,16 @@ pub trait Crypto {
 /// Real hybrid signatures.
 #[derive(Debug)]
 pub struct RealCrypto {
-    identity: Identity,
+    identity: Arc<Identity>,
 }
 
 impl RealCrypto {
     /// Signs as `identity`.
     #[must_use]
-    pub fn new(identity: Identity) -> Self {
-        Self { identity }
+    pub fn new(identity: impl Into<Arc<Identity>>) -> Self {
+        Self {
+            identity: identity.into(),
+        }
     }
 }
 

@@ -152,6 +152,12 @@ struct Parsed<'a> {
     ml_dsa: &'a [u8],
 }
 
+/// Header and payload of a frame this crate has verified already (held in
+/// a node's store); never for bytes straight off the wire.
+pub(crate) fn verified_parts(frame: &[u8]) -> Result<(Header, &[u8]), InvalidMessage> {
+    parse(frame).map(|p| (p.header, p.payload))
+}
+
 fn parse(frame: &[u8]) -> Result<Parsed<'_>, InvalidMessage> {
     if frame.len() > MAX_FRAME_LEN {
         return Err(InvalidMessage::Oversize {

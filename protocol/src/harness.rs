@@ -434,6 +434,11 @@ mod tests {
         assert_eq!(signed, [1, 2, 3]);
         assert!(h.node(0).stats().unreserved_skips > 0);
         assert_eq!(h.node(0).next_sequence(), 4);
+        // Its neighbours hold the last one, decoded without re-verifying.
+        let held = (1..6).find_map(|i| h.node(i).report_contents(&h.ids[0]));
+        let (stamp, report) = held.expect("a neighbour holds node 0's report");
+        assert_eq!(stamp.sequence, 3);
+        assert_eq!(report.host.len(), h.cfg.samples_per_report);
         // Raising the limit resumes signing where it stopped.
         h.nodes[0].as_mut().unwrap().allow_sequences_through(10);
         h.run_until(T0 + 70_000);

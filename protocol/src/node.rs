@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::crypto::Crypto;
-use crate::envelope::{Kind, Stamp};
+use crate::envelope::{self, Kind, Stamp};
 use crate::error::Error;
 use crate::gossip::Gossip;
 use crate::identity::NodeId;
@@ -587,6 +587,15 @@ impl<C: Crypto> Node<C> {
     #[must_use]
     pub fn report(&self, origin: &NodeId) -> Option<&[u8]> {
         self.gossip.frame(origin)
+    }
+
+    /// The newest verified report from `origin`, decoded (no second
+    /// signature check: it was verified before it was stored).
+    #[must_use]
+    pub fn report_contents(&self, origin: &NodeId) -> Option<(Stamp, Report)> {
+        let (header, payload) = envelope::verified_parts(self.report(origin)?).ok()?;
+        let report = crate::codec::Codec::decode_exact(payload).ok()?;
+        Some((header.stamp, report))
     }
 
     /// Handles one message received from `from` on an authenticated link.

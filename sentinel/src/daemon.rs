@@ -10,18 +10,17 @@
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sentinel_protocol::codec::Codec;
 use sentinel_protocol::crypto::RealCrypto;
+use sentinel_protocol::envelope::Stamp;
 use sentinel_protocol::message::Class;
 use sentinel_protocol::node::{DownReason, Event};
 use sentinel_protocol::telemetry::Report;
-use sentinel_protocol::{Identity, Node, NodeId, Roster, envelope, keyfile};
+use sentinel_protocol::{Node, NodeId, Roster, envelope, keyfile};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -170,6 +169,17 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
+/// Reads the API token of a data dir (for clients such as `sentinel
+/// status`); never creates one.
+///
+/// # Errors
+/// Missing or unreadable file.
+pub fn read_api_token(data_dir: &Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(data_dir.join("api-token"))?
+        .trim()
+        .to_owned())
+}
+
 /// Reads the API token, creating it (0600) on first use.
 ///
 /// # Errors
@@ -177,8 +187,8 @@ impl std::fmt::Debug for Daemon {
 pub fn api_token(data_dir: &Path) -> std::io::Result<String> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = data_dir.join("api-token");
-    match std::fs::read_to_string(&path) {
-        Ok(t) => return Ok(t.trim().to_owned()),
+    match read_api_token(data_dir) {
+        Ok(t) => return Ok(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -215,7 +225,7 @@ impl Daemon {
     /// A message naming what is wrong.
     pub fn start(cfg: Config) -> Result<Self, StartError> {
         let roster = Arc::new(Roster::load_genesis(&cfg.node.genesis).map_err(ctx("genesis"))?);
-        let identity: Identity = keyfile::load(&cfg.node.key_file).map_err(ctx("key file"))?;
+        let identity = Arc::new(keyfile::load(&cfg.node.key_file).map_err(ctx("key file"))?);
         let me = identity.id();
         if roster.get(&me).is_none() {
             return Err(StartError::Msg(format!(
@@ -238,15 +248,13 @@ impl Daemon {
         let mut node = Node::new(
             sentinel_protocol::Config::default(),
             roster.clone(),
-            RealCrypto::new(identity),
+            RealCrypto::new(identity.clone()),
             epoch,
             u64::from_le_bytes(seed),
             now_ms(),
         )
         .map_err(ctx("mesh node"))?;
         node.allow_sequences_through(SEQUENCE_BLOCK);
-        // A second copy of the secret for link authentication.
-        let auth_identity = keyfile::load(&cfg.node.key_file).map_err(ctx("key file"))?;
         let endpoint = transport::endpoint(cfg.quic.listen, &cfg.quic, transport::pq_provider())
             .map_err(ctx("QUIC"))?;
         let metrics = Metrics::new();
@@ -260,7 +268,7 @@ impl Daemon {
         });
         Ok(Self {
             auth: Arc::new(Authenticator {
-                identity: auth_identity,
+                identity,
                 roster: roster.clone(),
                 epoch,
             }),
@@ -279,20 +287,6 @@ impl Daemon {
     #[must_use]
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
-    }
-
-    /// The bound QUIC address.
-    ///
-    /// # Errors
-    /// Socket errors.
-    pub fn quic_addr(&self) -> std::io::Result<SocketAddr> {
-        self.endpoint.local_addr()
-    }
-
-    /// This sentinel's boot epoch.
-    #[must_use]
-    pub fn epoch(&self) -> u64 {
-        self.epoch
     }
 
     /// Runs until `shutdown` resolves, then leaves the mesh and closes links.
@@ -700,9 +694,10 @@ impl Driver<'_> {
             Event::Refuted(p) => debug!(peer = %p, "suspicion refuted"),
             Event::ReportReceived { origin, stamp, .. } => {
                 m.reports_received.inc();
-                if let Some(frame) = node.report(&origin)
-                    && let Some(row) = derive_row(self.roster, frame, now)
+                if let (Some(frame), Some((stamp, report))) =
+                    (node.report(&origin), node.report_contents(&origin))
                 {
+                    let row = derive_row(origin, stamp, &report, now);
                     let _ = self.store_tx.send(StoreOp::Telemetry(row, frame.to_vec()));
                 }
                 debug!(origin = %origin, epoch = stamp.epoch, sequence = stamp.sequence, "report received");
@@ -803,10 +798,7 @@ impl Driver<'_> {
 }
 
 /// Features of one verified report for the database.
-fn derive_row(roster: &Roster, frame: &[u8], now: u64) -> Option<TelemetryRow> {
-    let env = envelope::open(roster, frame).ok()?;
-    let report = Report::decode_exact(env.payload()).ok()?;
-    let h = env.header();
+fn derive_row(origin: NodeId, stamp: Stamp, report: &Report, now: u64) -> TelemetryRow {
     let n = report.host.len().max(1) as u64;
     let sum = |f: fn(&sentinel_protocol::telemetry::HostSample) -> u64| -> u64 {
         report.host.iter().map(f).sum()
@@ -818,10 +810,10 @@ fn derive_row(roster: &Roster, frame: &[u8], now: u64) -> Option<TelemetryRow> {
             f + u64::from(s.probes_failed),
         )
     });
-    Some(TelemetryRow {
-        origin: h.sender.to_hex(),
-        epoch: h.stamp.epoch,
-        sequence: h.stamp.sequence,
+    TelemetryRow {
+        origin: origin.to_hex(),
+        epoch: stamp.epoch,
+        sequence: stamp.sequence,
         received_ms: now,
         start_ms: report.start_ms,
         samples: report.host.len() as u64,
@@ -832,7 +824,7 @@ fn derive_row(roster: &Roster, frame: &[u8], now: u64) -> Option<TelemetryRow> {
         net_out_bytes: sum(|s| u64::from(s.net_out_bytes)),
         invalid_messages: invalid,
         probes_failed: failed,
-    })
+    }
 }
 
 async fn accept_loop(

@@ -190,7 +190,7 @@ async fn run(config: &Path) -> Result<(), String> {
 
 async fn show(config: &Path, path: &str) -> Result<(), String> {
     let cfg = load_config(config)?;
-    let token = sentinel::daemon::api_token(&cfg.node.data_dir).map_err(|e| {
+    let token = sentinel::daemon::read_api_token(&cfg.node.data_dir).map_err(|e| {
         format!(
             "reading the API token in {}: {e}",
             cfg.node.data_dir.display()
@@ -309,12 +309,12 @@ async fn devnet_cmd(n: usize, dir: Option<PathBuf>) -> Result<(), String> {
 }
 
 async fn summary(node: &devnet::DevNode) -> String {
-    let token = std::fs::read_to_string(node.dir.join("data/api-token")).unwrap_or_default();
+    let token = sentinel::daemon::read_api_token(&node.dir.join("data")).unwrap_or_default();
     let got = sentinel::http::get(
         node.api,
         &node.api.to_string(),
         "/v1/status",
-        Some(token.trim()),
+        Some(&token),
         Duration::from_secs(2),
     )
     .await;

@@ -299,8 +299,8 @@ impl LinkError {
 /// What both ends need to authenticate a link.
 #[derive(Debug)]
 pub struct Authenticator {
-    /// Our identity (signs the exporter).
-    pub identity: Identity,
+    /// Our identity (signs the exporter), shared with the node's signer.
+    pub identity: Arc<Identity>,
     /// The roster (checks the peer).
     pub roster: Arc<Roster>,
     /// Our boot epoch (stamped on link-auth frames).

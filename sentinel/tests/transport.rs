@@ -37,12 +37,12 @@ fn pair(client_on_roster: bool) -> Pair {
     let roster = Arc::new(Roster::equal_weight("t", members).expect("roster"));
     Pair {
         server: Arc::new(Authenticator {
-            identity: a,
+            identity: Arc::new(a),
             roster: roster.clone(),
             epoch: 1,
         }),
         client: Arc::new(Authenticator {
-            identity: b,
+            identity: Arc::new(b),
             roster,
             epoch: 1,
         }),
