@@ -397,12 +397,27 @@ impl Config {
             3_600_000,
         )?;
         if let Some(url) = &self.collect.guarded_metrics_url
-            && !url.starts_with("http://")
+            && let Err(message) = crate::scrape::Target::parse(url)
         {
             return Err(ConfigError::Invalid {
                 field: "collect.guarded_metrics_url",
-                message: format!("{url:?} must be an http:// URL"),
+                message,
             });
+        }
+        for (field, name) in [
+            ("collect.peers_metric", &self.collect.peers_metric),
+            ("collect.errors_metric", &self.collect.errors_metric),
+        ] {
+            let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == ':')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    field,
+                    message: format!("{name:?} is not a Prometheus metric name"),
+                });
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError::Invalid {
@@ -475,7 +490,9 @@ level = "info"
 host = true
 # The guarded node's Prometheus endpoint, e.g. "http://127.0.0.1:9100/metrics".
 # guarded_metrics_url = "http://127.0.0.1:9100/metrics"
-# Metric names read from it: peer count (gauge) and errors (counter).
+# Metric names read from it: peer count (gauge) and errors (counter), each
+# summed over its label sets. The increase of the counter between scrapes is
+# reported in the next one-second sample; an unreachable node reports 0 peers.
 peers_metric = "p2p_peers"
 errors_metric = "errors_total"
 # Scrape interval, ms (1000 to 3600000).
@@ -526,6 +543,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("log.level"), "{e}");
+        for (text, field) in [
+            (
+                "[collect]\nguarded_metrics_url = \"https://n/metrics\"\n",
+                "collect.guarded_metrics_url",
+            ),
+            (
+                "[collect]\npeers_metric = \"peers count\"\n",
+                "collect.peers_metric",
+            ),
+            ("[collect]\nerrors_metric = \"\"\n", "collect.errors_metric"),
+        ] {
+            let e = Config::parse(text, no_env()).unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use sentinel_protocol::crypto::RealCrypto;
 use sentinel_protocol::envelope::Stamp;
 use sentinel_protocol::message::Class;
 use sentinel_protocol::node::{DownReason, Event};
-use sentinel_protocol::telemetry::Report;
+use sentinel_protocol::telemetry::{HostSample, Report};
 use sentinel_protocol::{Node, NodeId, Roster, envelope, keyfile};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::collect::{HostCollector, HostExtra};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::scrape::{Reading, Scraper};
 use crate::store::{DataDir, SEQUENCE_BLOCK, Store, TelemetryRow};
 use crate::transport::{self, Authenticator, LinkError, close};
 use crate::{AddressBook, now_ms};
@@ -108,6 +109,91 @@ pub struct Status {
     pub invalid_messages: u64,
     /// Host extras.
     pub host: HostExtra,
+    /// The guarded node's metrics endpoint, when one is configured.
+    pub guarded: Option<GuardedStatus>,
+}
+
+/// What the sentinel knows of its guarded node's metrics endpoint.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GuardedStatus {
+    /// The URL scraped.
+    pub url: String,
+    /// The latest scrape succeeded.
+    pub up: bool,
+    /// Peers of the guarded node at the latest scrape (0 while down).
+    pub peers: u16,
+    /// The errors counter at the latest successful scrape.
+    pub errors_total: f64,
+    /// Successful scrapes.
+    pub scrapes: u64,
+    /// Failed scrapes.
+    pub failures: u64,
+    /// Why the latest scrape failed, while it is down.
+    pub last_error: Option<String>,
+}
+
+/// Scrape results folded into the one-second samples.
+#[derive(Debug)]
+struct Guarded {
+    status: GuardedStatus,
+    /// Errors counted but not yet carried by a sample.
+    pending_errors: u64,
+}
+
+impl Guarded {
+    fn on_scrape(&mut self, result: Result<Reading, String>) {
+        let s = &mut self.status;
+        match result {
+            Ok(r) => {
+                if !s.up {
+                    info!(url = %s.url, peers = r.peers, "guarded node metrics scraped");
+                }
+                s.up = true;
+                s.peers = r.peers;
+                s.errors_total = r.errors_total;
+                s.scrapes += 1;
+                s.last_error = None;
+                self.pending_errors = self.pending_errors.saturating_add(r.new_errors);
+            }
+            Err(error) => {
+                // Log the first failure of a run of them, not every one.
+                if s.up || s.failures == 0 {
+                    warn!(url = %s.url, %error, "scraping the guarded node failed");
+                } else {
+                    debug!(url = %s.url, %error, "scraping the guarded node failed");
+                }
+                s.up = false;
+                s.peers = 0;
+                s.failures += 1;
+                s.last_error = Some(error);
+            }
+        }
+    }
+
+    /// Peers and errors for the next sample.
+    fn fill(&mut self, sample: &mut HostSample) {
+        let errors = self.pending_errors.min(u64::from(u16::MAX));
+        self.pending_errors -= errors;
+        sample.node_peers = self.status.peers;
+        sample.node_errors = u16::try_from(errors).unwrap_or(u16::MAX);
+    }
+}
+
+/// Scrapes the guarded node every `every` and hands the results over.
+async fn scrape_loop(
+    mut scraper: Scraper,
+    every: Duration,
+    tx: mpsc::Sender<Result<Reading, String>>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let result = scraper.scrape(every.min(Duration::from_secs(10))).await;
+        if tx.send(result).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A peer as the API shows it.
@@ -346,6 +432,26 @@ impl Daemon {
         shared.ready.store(true, Ordering::SeqCst);
         let mut host = HostCollector::new();
         let mut host_extra = HostExtra::default();
+        let (guarded_tx, mut guarded_rx) = mpsc::channel(4);
+        let mut guarded = None;
+        let mut scraping = None;
+        if let Some(url) = &cfg.collect.guarded_metrics_url {
+            // The URL was checked when the config was loaded.
+            match Scraper::new(url, &cfg.collect.peers_metric, &cfg.collect.errors_metric) {
+                Ok(scraper) => {
+                    let every = Duration::from_millis(cfg.collect.scrape_interval_ms);
+                    scraping = Some(tokio::spawn(scrape_loop(scraper, every, guarded_tx)));
+                    guarded = Some(Guarded {
+                        status: GuardedStatus {
+                            url: url.clone(),
+                            ..GuardedStatus::default()
+                        },
+                        pending_errors: 0,
+                    });
+                }
+                Err(error) => warn!(%error, "not scraping the guarded node"),
+            }
+        }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tokio::pin!(shutdown);
         loop {
@@ -356,16 +462,25 @@ impl Daemon {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep(wait) => node.handle_timeout(now_ms()),
                 Some(ev) = net_rx.recv() => d.on_net(&mut node, ev),
-                _ = tick.tick() => {
-                    if cfg.collect.host {
-                        let (sample, extra) = host.sample();
-                        node.set_host_sample(sample);
-                        host_extra = extra;
+                Some(result) = guarded_rx.recv() => {
+                    if let Some(g) = guarded.as_mut() {
+                        g.on_scrape(result);
                     }
+                }
+                _ = tick.tick() => {
+                    let mut sample = HostSample::default();
+                    if cfg.collect.host {
+                        (sample, host_extra) = host.sample();
+                    }
+                    if let Some(g) = guarded.as_mut() {
+                        g.fill(&mut sample);
+                    }
+                    node.set_host_sample(sample);
                     if !d.reserve_ahead(&mut node) {
                         shared.ready.store(false, Ordering::SeqCst);
                     }
-                    d.publish_status(&node, epoch, started, &quic_addr, host_extra);
+                    let g = guarded.as_ref().map(|g| g.status.clone());
+                    d.publish_status(&node, epoch, started, &quic_addr, host_extra, g);
                 }
             }
             d.flush(&mut node);
@@ -377,6 +492,9 @@ impl Daemon {
         // Let writers push the Leave messages out.
         tokio::time::sleep(Duration::from_millis(200)).await;
         accept.abort();
+        if let Some(task) = scraping {
+            task.abort();
+        }
         endpoint.close(close::SHUTDOWN.into(), b"shutdown");
         drop(d);
         drop(store_tx);
@@ -716,6 +834,7 @@ impl Driver<'_> {
         started: u64,
         quic_addr: &str,
         host: HostExtra,
+        guarded: Option<GuardedStatus>,
     ) {
         let active = node.active_view();
         let passive = node.passive_view();
@@ -756,6 +875,7 @@ impl Driver<'_> {
             origins_heard: origins.len(),
             invalid_messages: stats.invalid + stats.malformed,
             host,
+            guarded,
         };
         let m = &self.shared.metrics;
         m.set_gauges(&status, stats.rate_limited);
@@ -822,6 +942,8 @@ fn derive_row(origin: NodeId, stamp: Stamp, report: &Report, now: u64) -> Teleme
         mem_permille_mean: sum(|s| u64::from(s.mem_permille)) / n,
         net_in_bytes: sum(|s| u64::from(s.net_in_bytes)),
         net_out_bytes: sum(|s| u64::from(s.net_out_bytes)),
+        node_peers_mean: sum(|s| u64::from(s.node_peers)) / n,
+        node_errors: sum(|s| u64::from(s.node_errors)),
         invalid_messages: invalid,
         probes_failed: failed,
     }

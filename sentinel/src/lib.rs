@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod devnet;
 pub mod http;
 pub mod metrics;
+pub mod scrape;
 pub mod store;
 pub mod transport;
 

@@ -48,6 +48,9 @@ pub struct Metrics {
     invalid: Gauge,
     rate_limited: Gauge,
     tcp_established: Gauge,
+    guarded_up: Gauge,
+    guarded_peers: Gauge,
+    guarded_failures: Gauge,
 }
 
 impl Metrics {
@@ -152,6 +155,21 @@ impl Metrics {
                 "Established TCP connections on the host",
                 Gauge::default()
             ),
+            guarded_up: reg!(
+                "guarded_up",
+                "1 if the latest scrape of the guarded node succeeded",
+                Gauge::default()
+            ),
+            guarded_peers: reg!(
+                "guarded_peers",
+                "Peers of the guarded node at the latest scrape",
+                Gauge::default()
+            ),
+            guarded_failures: reg!(
+                "guarded_scrape_failures",
+                "Failed scrapes of the guarded node since start",
+                Gauge::default()
+            ),
             registry,
         }
     }
@@ -175,6 +193,11 @@ impl Metrics {
         self.invalid.set(u(s.invalid_messages));
         self.rate_limited.set(u(rate_limited));
         self.tcp_established.set(u(s.host.tcp_established));
+        if let Some(g) = &s.guarded {
+            self.guarded_up.set(i64::from(g.up));
+            self.guarded_peers.set(i64::from(g.peers));
+            self.guarded_failures.set(u(g.failures));
+        }
     }
 
     /// The exposition text.

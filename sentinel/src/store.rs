@@ -50,6 +50,9 @@ const MIGRATIONS: &[&str] = &[
          detail TEXT NOT NULL
      ) STRICT;
      CREATE INDEX incidents_at ON incidents (at_ms);",
+    // 2: the guarded node's metrics in telemetry rows.
+    "ALTER TABLE telemetry ADD COLUMN node_peers_mean INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE telemetry ADD COLUMN node_errors INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// How many sequences one reservation covers.
@@ -180,6 +183,10 @@ pub struct TelemetryRow {
     pub invalid_messages: u64,
     /// Probes to neighbours that failed.
     pub probes_failed: u64,
+    /// Mean peer count of the signer's guarded node.
+    pub node_peers_mean: u64,
+    /// Errors of the signer's guarded node over the report.
+    pub node_errors: u64,
 }
 
 /// A peer as stored.
@@ -372,8 +379,9 @@ impl Store {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO telemetry (origin, epoch, sequence, received_ms, start_ms,
                      samples, neighbours, cpu_permille_mean, mem_permille_mean, net_in_bytes,
-                     net_out_bytes, invalid_messages, probes_failed, frame)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                     net_out_bytes, invalid_messages, probes_failed, node_peers_mean,
+                     node_errors, frame)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
             for (t, frame) in rows {
                 stmt.execute(params![
@@ -390,6 +398,8 @@ impl Store {
                     to_i64(t.net_out_bytes),
                     to_i64(t.invalid_messages),
                     to_i64(t.probes_failed),
+                    to_i64(t.node_peers_mean),
+                    to_i64(t.node_errors),
                     frame,
                 ])?;
             }
@@ -406,7 +416,7 @@ impl Store {
         let mut stmt = self.db.prepare_cached(
             "SELECT origin, epoch, sequence, received_ms, start_ms, samples, neighbours,
                     cpu_permille_mean, mem_permille_mean, net_in_bytes, net_out_bytes,
-                    invalid_messages, probes_failed
+                    invalid_messages, probes_failed, node_peers_mean, node_errors
              FROM telemetry WHERE origin = ?1 ORDER BY epoch DESC, sequence DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![origin, to_i64(limit as u64)], |r| {
@@ -424,6 +434,8 @@ impl Store {
                 net_out_bytes: to_u64(r.get(10)?),
                 invalid_messages: to_u64(r.get(11)?),
                 probes_failed: to_u64(r.get(12)?),
+                node_peers_mean: to_u64(r.get(13)?),
+                node_errors: to_u64(r.get(14)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -552,7 +564,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dd = DataDir::lock(&dir.path().join("d")).unwrap();
         let mut s = Store::open(&dd).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.schema_version().unwrap() as usize, MIGRATIONS.len());
         let e1 = s.begin_epoch(1_000).unwrap();
         s.reserve_sequences(SEQUENCE_BLOCK).unwrap();
         assert_eq!(s.epoch_state().unwrap(), (e1, SEQUENCE_BLOCK));
@@ -616,6 +628,28 @@ mod tests {
         let p = &s.peers().unwrap()[0];
         assert_eq!((p.first_seen_ms, p.last_seen_ms, p.connections), (5, 9, 2));
         assert_eq!(p.last_addr.as_deref(), Some("127.0.0.1:2"));
+    }
+
+    #[test]
+    fn a_version_1_database_migrates_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Connection::open(dir.path().join("sentinel.db")).unwrap();
+            db.execute_batch(MIGRATIONS[0]).unwrap();
+            db.pragma_update(None, "user_version", 1).unwrap();
+            db.execute(
+                "INSERT INTO telemetry VALUES ('aa', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, x'00')",
+                [],
+            )
+            .unwrap();
+        }
+        let dd = DataDir::lock(dir.path()).unwrap();
+        let s = Store::open(&dd).unwrap();
+        assert_eq!(s.schema_version().unwrap() as usize, MIGRATIONS.len());
+        let rows = s.telemetry("aa", 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].sequence, rows[0].probes_failed), (2, 12));
+        assert_eq!((rows[0].node_peers_mean, rows[0].node_errors), (0, 0));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! telemetry flows over QUIC; `kill -9` of one is detected by the others;
 //! restarted, it rejoins with a newer epoch and its database intact; a second
 //! process on the same data dir is refused; garbage on the QUIC and API
-//! ports crashes nothing.
+//! ports crashes nothing; a guarded node's metrics reach the others in
+//! signed telemetry.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ impl Drop for Proc {
     }
 }
 
-fn start(node: &DevNode) -> Proc {
+fn start(node: &DevNode, env: &[(&str, &str)]) -> Proc {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -30,6 +31,7 @@ fn start(node: &DevNode) -> Proc {
             .args(["run", "--config"])
             .arg(&node.config)
             .env("SENTINEL_LOG_LEVEL", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -66,15 +68,61 @@ fn log_of(node: &DevNode) -> String {
     std::fs::read_to_string(node.dir.join("sentinel.log")).unwrap_or_default()
 }
 
+const GUARDED_PEERS: u64 = 7;
+
+/// A stand-in for the guarded node's metrics endpoint on loopback: a peers
+/// gauge over two label sets and an errors counter that grows by 3 a scrape.
+async fn guarded_node() -> std::net::SocketAddr {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let errors = std::sync::Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let e = errors.fetch_add(3, Ordering::SeqCst);
+            async move {
+                format!(
+                    "# TYPE p2p_peers gauge\np2p_peers{{dir=\"in\"}} 3\np2p_peers{{dir=\"out\"}} {}\n# TYPE errors counter\nerrors_total {e}\n",
+                    GUARDED_PEERS - 3
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("has an address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
 #[test]
 fn five_sentinels_mesh_detect_a_kill_and_take_it_back() {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // One worker thread: the guarded node's metrics server runs on it
+    // while the test waits.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
+    let guarded = rt.block_on(guarded_node());
+    let guarded_url = format!("http://{guarded}/metrics");
     let dir = tempfile::tempdir().unwrap();
     let nodes = devnet::prepare(dir.path(), "it", 5, 0).unwrap();
-    let mut procs: Vec<Option<Proc>> = nodes.iter().map(|n| Some(start(n))).collect();
+    let mut procs: Vec<Option<Proc>> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let env: &[(&str, &str)] = if i == 0 {
+                &[
+                    ("SENTINEL_COLLECT_GUARDED_METRICS_URL", &guarded_url),
+                    ("SENTINEL_COLLECT_SCRAPE_INTERVAL_MS", "1000"),
+                ]
+            } else {
+                &[]
+            };
+            Some(start(n, env))
+        })
+        .collect();
 
     // Every sentinel has neighbours and holds signed reports from all five.
     wait_for("mesh and telemetry", Duration::from_secs(60), || {
@@ -98,6 +146,24 @@ fn five_sentinels_mesh_detect_a_kill_and_take_it_back() {
     )
     .unwrap();
     assert!(!rows["reports"].as_array().unwrap().is_empty(), "{rows}");
+
+    // Node 0 scrapes its guarded node; the values travel in its signed
+    // reports and another sentinel stores them.
+    let node0 = nodes[0].id.to_hex();
+    wait_for(
+        "the guarded node's metrics at a peer",
+        Duration::from_secs(30),
+        || {
+            api(&rt, &nodes[2], &format!("/v1/telemetry/{node0}")).is_some_and(|t| {
+                t["reports"].as_array().unwrap().iter().any(|r| {
+                    r["node_peers_mean"] == GUARDED_PEERS && r["node_errors"].as_u64() > Some(0)
+                })
+            })
+        },
+    );
+    let s = api(&rt, &nodes[0], "/v1/status").unwrap();
+    assert_eq!(s["guarded"]["up"], true, "{s}");
+    assert!(api(&rt, &nodes[1], "/v1/status").unwrap()["guarded"].is_null());
 
     // A second process on the victim's data dir is refused and exits.
     let second = Command::new(env!("CARGO_BIN_EXE_sentinel"))
@@ -164,7 +230,7 @@ fn five_sentinels_mesh_detect_a_kill_and_take_it_back() {
 
     // Restart: new, larger epoch; sequences start over under it; the
     // database kept the peers it had seen; it rejoins and is heard again.
-    procs[4] = Some(start(victim));
+    procs[4] = Some(start(victim, &[]));
     wait_for(
         "the restarted node to rejoin",
         Duration::from_secs(60),
