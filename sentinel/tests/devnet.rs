@@ -288,3 +288,116 @@ fn five_sentinels_mesh_detect_a_kill_and_take_it_back() {
         assert!(status.success(), "exit status {status}");
     }
 }
+
+fn terminate(p: &mut Proc) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(p.0.id().to_string())
+        .status();
+    let status = p.0.wait().expect("waits");
+    assert!(status.success(), "exit status {status}");
+}
+
+/// The epochs under which a peer holds reports from `origin`, read from its
+/// database.
+fn epochs_stored(peer: &DevNode, origin: &str) -> Vec<u64> {
+    let db = rusqlite::Connection::open_with_flags(
+        peer.dir.join("data/sentinel.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("database opens");
+    let mut stmt = db
+        .prepare("SELECT DISTINCT epoch FROM telemetry WHERE origin = ?1 ORDER BY epoch")
+        .expect("query prepares");
+    stmt.query_map([origin], |r| r.get::<_, i64>(0))
+        .expect("query runs")
+        .map(|e| u64::try_from(e.expect("row")).expect("positive"))
+        .collect()
+}
+
+/// A sentinel whose data dir is restored from an older copy never reuses an
+/// epoch: boots before the copy, after it, and from the restored copy each
+/// sign under their own, growing epoch, and the peers' databases hold the
+/// victim's reports under exactly those epochs.
+#[test]
+fn a_restored_data_dir_never_reuses_an_epoch() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = devnet::prepare(dir.path(), "restore", 3, 0).unwrap();
+    let mut procs: Vec<Proc> = nodes.iter().map(|n| start(n, &[])).collect();
+    let victim = &nodes[2];
+    let victim_hex = victim.id.to_hex();
+    let data = victim.dir.join("data");
+
+    // Waits until both peers hold a report of the victim signed under
+    // `epoch`.
+    let heard_under =
+        |epoch: u64| {
+            wait_for("the victim's reports", Duration::from_secs(60), || {
+                nodes[..2].iter().all(|n| {
+                    api(&rt, n, "/v1/peers").is_some_and(|peers| {
+                        peers.as_array().unwrap().iter().any(|p| {
+                            p["id"] == victim_hex.as_str() && p["latest_report"][0] == epoch
+                        })
+                    })
+                })
+            });
+        };
+    let boot_epoch = || {
+        let mut epoch = None;
+        wait_for("the victim's API", Duration::from_secs(30), || {
+            epoch = api(&rt, victim, "/v1/status").and_then(|s| s["epoch"].as_u64());
+            epoch.is_some()
+        });
+        epoch.unwrap()
+    };
+
+    let e1 = boot_epoch();
+    heard_under(e1);
+    // A clean stop, then a copy of the data dir: the "backup".
+    terminate(&mut procs[2]);
+    let backup = dir.path().join("backup");
+    std::fs::create_dir(&backup).unwrap();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, backup.join(path.file_name().unwrap())).unwrap();
+    }
+
+    // Boot 2 runs on, signs, and crashes.
+    procs[2] = start(victim, &[]);
+    let e2 = boot_epoch();
+    assert!(e2 > e1);
+    heard_under(e2);
+    procs[2].0.kill().unwrap();
+    let _ = procs[2].0.wait();
+
+    // Restore the older copy over the data dir and boot from it.
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir(&data).unwrap();
+    for entry in std::fs::read_dir(&backup).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
+    }
+    procs[2] = start(victim, &[]);
+    let e3 = boot_epoch();
+    assert!(
+        e3 > e2,
+        "the restored copy knew only {e1}; it booted under {e3} after {e2}"
+    );
+    heard_under(e3);
+
+    for peer in &nodes[..2] {
+        let held = epochs_stored(peer, &victim_hex);
+        assert!(
+            held.iter().all(|e| [e1, e2, e3].contains(e)),
+            "{held:?} vs {e1} {e2} {e3}"
+        );
+        assert!(held.contains(&e3));
+    }
+    for p in &mut procs {
+        terminate(p);
+    }
+}
