@@ -42,6 +42,18 @@ const RATIOS: &[(&str, &str, &str, Option<f64>)] = &[
         None,
     ),
     (
+        "QUIC handshake, X25519MLKEM768 / X25519 alone",
+        "quic/handshake_x25519mlkem768",
+        "quic/handshake_x25519",
+        None,
+    ),
+    (
+        "link set-up with roster authentication / bare PQ handshake",
+        "quic/link_x25519mlkem768_authenticated",
+        "quic/handshake_x25519mlkem768",
+        None,
+    ),
+    (
         "batch of 100 seal / one envelope seal",
         "sign/batch_seal_100_records",
         "sign/envelope_seal",
