@@ -5,7 +5,8 @@
 //!  accept task ──auth──┐                      ┌── writer task per link (uni stream)
 //!  dial tasks ──auth───┼─► NetEvent channel ─► driver ─► Node ─► transmits
 //!  reader tasks ───────┘        (bounded)       │  ▲
-//!                                   1 s tick ───┘  └── host samples (procfs)
+//!                                   1 s tick ───┤  └── host samples (procfs)
+//!  scrape task (guarded node) ── readings ───────┘
 //!                                   store thread ◄── telemetry, peers, incidents
 //! ```
 
