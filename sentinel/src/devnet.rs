@@ -57,6 +57,30 @@ pub struct DevNode {
     pub api: SocketAddr,
 }
 
+impl DevNode {
+    /// GETs an admin API path of this sentinel with its bearer token and
+    /// parses the JSON answer.
+    ///
+    /// # Errors
+    /// No token yet, no answer, a status other than 200, or not JSON.
+    pub async fn api_json(&self, path: &str) -> Result<serde_json::Value, String> {
+        let token = crate::daemon::read_api_token(&self.dir.join("data"))
+            .map_err(|e| format!("API token: {e}"))?;
+        let (code, body) = crate::http::get(
+            self.api,
+            &self.api.to_string(),
+            path,
+            Some(&token),
+            std::time::Duration::from_secs(2),
+        )
+        .await?;
+        if code != 200 {
+            return Err(format!("{path}: HTTP status {code}"));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("{path}: {e}"))
+    }
+}
+
 /// A free loopback port (UDP for QUIC, TCP for the API), released for the
 /// caller to bind. Another process could take it in between; devnets are
 /// local and short-lived.

@@ -309,19 +309,7 @@ async fn devnet_cmd(n: usize, dir: Option<PathBuf>) -> Result<(), String> {
 }
 
 async fn summary(node: &devnet::DevNode) -> String {
-    let token = sentinel::daemon::read_api_token(&node.dir.join("data")).unwrap_or_default();
-    let got = sentinel::http::get(
-        node.api,
-        &node.api.to_string(),
-        "/v1/status",
-        Some(&token),
-        Duration::from_secs(2),
-    )
-    .await;
-    match got
-        .ok()
-        .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
-    {
+    match node.api_json("/v1/status").await.ok() {
         Some(s) => format!(
             "{} active {} heard {} signed {}",
             &node.id.to_string()[..6],

@@ -40,17 +40,7 @@ fn start(node: &DevNode, env: &[(&str, &str)]) -> Proc {
 }
 
 fn api(rt: &tokio::runtime::Runtime, node: &DevNode, path: &str) -> Option<Value> {
-    let token = std::fs::read_to_string(node.dir.join("data/api-token")).ok()?;
-    let (code, body) = rt
-        .block_on(sentinel::http::get(
-            node.api,
-            "localhost",
-            path,
-            Some(token.trim()),
-            Duration::from_secs(2),
-        ))
-        .ok()?;
-    (code == 200).then(|| serde_json::from_str(&body).ok())?
+    rt.block_on(node.api_json(path)).ok()
 }
 
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
@@ -298,6 +288,16 @@ fn terminate(p: &mut Proc) {
     assert!(status.success(), "exit status {status}");
 }
 
+/// Copies the files of `from` into a new directory `to`.
+fn copy_files(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir(to).expect("creates the copy");
+    for entry in std::fs::read_dir(from).expect("lists the original") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("a file name");
+        std::fs::copy(&path, to.join(name)).expect("copies");
+    }
+}
+
 /// The epochs under which a peer holds reports from `origin`, read from its
 /// database.
 fn epochs_stored(peer: &DevNode, origin: &str) -> Vec<u64> {
@@ -360,11 +360,7 @@ fn a_restored_data_dir_never_reuses_an_epoch() {
     // A clean stop, then a copy of the data dir: the "backup".
     terminate(&mut procs[2]);
     let backup = dir.path().join("backup");
-    std::fs::create_dir(&backup).unwrap();
-    for entry in std::fs::read_dir(&data).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, backup.join(path.file_name().unwrap())).unwrap();
-    }
+    copy_files(&data, &backup);
 
     // Boot 2 runs on, signs, and crashes.
     procs[2] = start(victim, &[]);
@@ -376,11 +372,7 @@ fn a_restored_data_dir_never_reuses_an_epoch() {
 
     // Restore the older copy over the data dir and boot from it.
     std::fs::remove_dir_all(&data).unwrap();
-    std::fs::create_dir(&data).unwrap();
-    for entry in std::fs::read_dir(&backup).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
-    }
+    copy_files(&backup, &data);
     procs[2] = start(victim, &[]);
     let e3 = boot_epoch();
     assert!(

@@ -119,18 +119,7 @@ fn prometheus_scrapes_a_sentinel() {
     );
 
     // What Prometheus stored is what the sentinel says.
-    let token = sentinel::daemon::read_api_token(&node.dir.join("data")).unwrap();
-    let (code, body) = rt
-        .block_on(sentinel::http::get(
-            node.api,
-            "localhost",
-            "/v1/status",
-            Some(&token),
-            Duration::from_secs(2),
-        ))
-        .unwrap();
-    assert_eq!(code, 200);
-    let status: Value = serde_json::from_str(&body).unwrap();
+    let status = rt.block_on(node.api_json("/v1/status")).unwrap();
     let epoch = status["epoch"].as_u64().unwrap();
     // Prometheus formats samples as float strings; epochs are Unix ms,
     // within f64's exact integer range.

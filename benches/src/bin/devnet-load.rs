@@ -110,20 +110,7 @@ fn start(exe: &Path, node: &DevNode) -> Result<Proc, String> {
 
 /// (active view size, origins heard) from the node's status.
 fn mesh_state(rt: &tokio::runtime::Runtime, node: &DevNode) -> Option<(u64, u64)> {
-    let token = sentinel::daemon::read_api_token(&node.dir.join("data")).ok()?;
-    let (code, body) = rt
-        .block_on(sentinel::http::get(
-            node.api,
-            "localhost",
-            "/v1/status",
-            Some(&token),
-            Duration::from_secs(2),
-        ))
-        .ok()?;
-    if code != 200 {
-        return None;
-    }
-    let s = serde_json::from_str::<serde_json::Value>(&body).ok()?;
+    let s = rt.block_on(node.api_json("/v1/status")).ok()?;
     Some((
         s["active"].as_array()?.len() as u64,
         s["origins_heard"].as_u64()?,
