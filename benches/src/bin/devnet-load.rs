@@ -130,7 +130,9 @@ struct Figures {
     peak_rss_mib_max: f64,
     lone_cpu_percent: f64,
     lone_rss_mib: f64,
-    cpu_ratio_member_to_lone: f64,
+    /// None when the lone sentinel used less CPU than the clock tick
+    /// resolution can tell over the window.
+    cpu_ratio_member_to_lone: Option<f64>,
     rss_ratio_member_to_lone: f64,
 }
 
@@ -243,7 +245,8 @@ fn run(args: &Args) -> Result<Figures, String> {
         peak_rss_mib_max: mem.iter().map(|m| m.1).fold(0.0, f64::max),
         lone_cpu_percent: lone_cpu,
         lone_rss_mib: lone_rss,
-        cpu_ratio_member_to_lone: cpu_mean / lone_cpu.max(1e-9),
+        cpu_ratio_member_to_lone: (lone_after - lone_before >= 10.0 / hz)
+            .then(|| cpu_mean / lone_cpu),
         rss_ratio_member_to_lone: rss_mean / lone_rss.max(1e-9),
     })
 }
@@ -272,9 +275,13 @@ fn main() -> ExitCode {
                 f.seconds, f.lone_cpu_percent, f.lone_rss_mib
             );
             println!();
+            let cpu_ratio = f.cpu_ratio_member_to_lone.map_or_else(
+                || "n/a (lone sentinel under 10 clock ticks; measure longer)".to_owned(),
+                |r| format!("{r:.2}x"),
+            );
             println!(
-                "mesh member / lone sentinel, same run: CPU {:.2}x, RSS {:.2}x (converged after {:.1} s)",
-                f.cpu_ratio_member_to_lone, f.rss_ratio_member_to_lone, f.converged_after_s
+                "mesh member / lone sentinel, same run: CPU {cpu_ratio}, RSS {:.2}x (converged after {:.1} s)",
+                f.rss_ratio_member_to_lone, f.converged_after_s
             );
             if let Some(path) = &args.out {
                 let json = serde_json::to_string_pretty(&f).unwrap_or_default();
