@@ -25,10 +25,17 @@ impl Target {
     /// # Errors
     /// What is wrong with the URL.
     pub fn parse(url: &str) -> Result<Self, String> {
+        // The URL is logged and shown in the status, and quoted in errors:
+        // refuse credentials before anything can echo them.
+        let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+        if authority.split('/').next().is_some_and(|a| a.contains('@')) {
+            return Err("credentials in the URL are not supported".into());
+        }
         let uri: hyper::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
         if uri.scheme_str() != Some("http") {
             return Err(format!("{url:?} must be an http:// URL"));
         }
+
         let host = uri
             .host()
             .ok_or_else(|| format!("{url:?} names no host"))?
@@ -230,6 +237,10 @@ weird NaN
         assert_eq!(Target::parse("http://[::1]:1/").unwrap().host, "::1");
         assert!(Target::parse("https://node/").is_err());
         assert!(Target::parse("not a url").is_err());
+        for with_secret in ["http://me:secret@node/metrics", "https://me:secret@n"] {
+            let e = Target::parse(with_secret).unwrap_err();
+            assert!(!e.contains("secret"), "{e}");
+        }
     }
 
     /// A real HTTP server on loopback serving a counter that grows, then
