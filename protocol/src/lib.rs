@@ -26,6 +26,9 @@
 //!   behind one `handle_*` / `poll_*` surface, generic over [`crypto`] so the
 //!   simulator can model signature costs. [`rng`] makes its choices
 //!   reproducible.
+//! - [`evidence`]: self-proving faults (equivocation), the evidence and
+//!   quarantine certificates anyone can verify with the roster, and the
+//!   quarantine state (TTL, cap on the quarantined share of the roster).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -34,6 +37,7 @@ pub mod codec;
 pub mod crypto;
 pub mod envelope;
 pub mod error;
+pub mod evidence;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gossip;

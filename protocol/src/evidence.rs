@@ -1,0 +1,787 @@
+//! Self-proving faults, the evidence that proves them, quarantine
+//! certificates, and the quarantine state a node enforces.
+//!
+//! **Faults.** The list is closed and versioned ([`FAULTS_VERSION`]); a fault
+//! is on it only if the signed messages alone prove it, so that anyone
+//! holding the roster can check it without trusting whoever passed it on:
+//! - [`Fault::Equivocation`]: two envelopes from one sender, both verifying,
+//!   both in the sender's numbered stream ([`Kind::Telemetry`],
+//!   [`Kind::Batch`]), under the same (epoch, sequence) with different
+//!   *signed content* (header and payload). Signature bytes are not compared:
+//!   ML-DSA signing is randomised, so one message signed twice is not a fault.
+//!   Link authentications (sequence 0, bound to one connection) are never
+//!   evidence.
+//!
+//! What is *not* evidence: an invalid signature or a replay seen on a link.
+//! Anyone can write any sender id into a frame or relay an old one, so those
+//! count only as local signals against the link's peer (see
+//! [`crate::node`]), never against the sender they name.
+//!
+//! **Certificates.** A [`Certificate`] names the subject, the reason (for now
+//! always evidence; voted certificates come later), the epoch of the fault and
+//! the quarantine's time to live. It carries no signature of its own: the
+//! evidence is signed by the subject, and every other field is checked
+//! against it or against the verifier's [`QuarantinePolicy`], so a relay that
+//! alters a certificate makes it fail. Anyone can check one offline with
+//! [`Certificate::verify`] and the roster.
+//!
+//! **Quarantine.** [`Quarantine`] holds the certificates a node has verified.
+//! A quarantine lasts `ttl_ms` from when this node first held it. At most
+//! `max_quarantined_permille` of the roster's weight is enforced at once: a
+//! mesh that quarantines beyond that is more likely under attack than full of
+//! faulty members, so further certificates are held and reported, not
+//! enforced (no self-eclipse); they are enforced as earlier ones expire.
+
+use std::collections::BTreeMap;
+
+use crate::codec::{Codec, Reader};
+use crate::envelope::{self, Kind, MAX_FRAME_LEN};
+use crate::error::{Error, InvalidMessage};
+use crate::identity::NodeId;
+use crate::roster::Roster;
+
+/// Version of the fault list and the evidence format.
+pub const FAULTS_VERSION: u8 = 1;
+/// Version of the certificate format.
+pub const CERTIFICATE_VERSION: u8 = 1;
+/// Largest encoded evidence: two frames and their framing.
+pub const MAX_EVIDENCE_LEN: usize = 2 + 2 * (4 + MAX_FRAME_LEN);
+/// Largest encoded certificate.
+pub const MAX_CERTIFICATE_LEN: usize = 1 + 32 + 8 + 8 + 1 + 4 + MAX_EVIDENCE_LEN;
+
+/// A misbehaviour that signed messages prove on their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Two different contents signed under one (epoch, sequence).
+    Equivocation,
+}
+
+impl Fault {
+    /// Every fault, in wire order.
+    pub const ALL: [Fault; 1] = [Fault::Equivocation];
+
+    /// The wire byte.
+    #[must_use]
+    pub const fn to_u8(self) -> u8 {
+        match self {
+            Fault::Equivocation => 1,
+        }
+    }
+
+    /// The fault for a wire byte.
+    ///
+    /// # Errors
+    /// [`InvalidMessage::InvalidField`] for a byte not on the list.
+    pub const fn from_u8(b: u8) -> Result<Self, InvalidMessage> {
+        match b {
+            1 => Ok(Fault::Equivocation),
+            _ => Err(InvalidMessage::InvalidField {
+                field: "fault",
+                reason: "not on the fault list",
+            }),
+        }
+    }
+
+    /// A stable name for logs, APIs and metrics.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Fault::Equivocation => "equivocation",
+        }
+    }
+}
+
+/// Kinds whose (epoch, sequence) come from the sender's numbered stream.
+const fn numbered(kind: Kind) -> bool {
+    matches!(kind, Kind::Telemetry | Kind::Batch)
+}
+
+fn not_proven(reason: &'static str) -> Error {
+    InvalidMessage::InvalidField {
+        field: "evidence",
+        reason,
+    }
+    .into()
+}
+
+/// What a piece of evidence proves, once verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Proven {
+    /// Who misbehaved.
+    pub subject: NodeId,
+    /// How.
+    pub fault: Fault,
+    /// The subject's epoch where it happened.
+    pub epoch: u64,
+    /// The sequence it was signed under.
+    pub sequence: u64,
+}
+
+/// The signed messages that prove a fault, exactly as their signer sent
+/// them. The encoding is canonical: the two frames are ordered by their
+/// signed content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    fault: Fault,
+    frames: [Vec<u8>; 2],
+}
+
+/// The signed content (header and payload) of a frame that verified.
+fn content<'a>(roster: &Roster, frame: &'a [u8]) -> Result<envelope::Verified<'a>, Error> {
+    envelope::open(roster, frame)
+}
+
+impl Evidence {
+    /// Equivocation evidence from two frames; verifies both and checks that
+    /// they prove the fault.
+    ///
+    /// # Errors
+    /// A frame that does not verify, or frames that prove nothing.
+    pub fn equivocation(roster: &Roster, a: &[u8], b: &[u8]) -> Result<Self, Error> {
+        let mut frames = [a.to_vec(), b.to_vec()];
+        let ca = content(roster, a)?.signed_content();
+        let cb = content(roster, b)?.signed_content();
+        if ca > cb {
+            frames.swap(0, 1);
+        }
+        let e = Self {
+            fault: Fault::Equivocation,
+            frames,
+        };
+        e.verify(roster)?;
+        Ok(e)
+    }
+
+    /// The fault claimed.
+    #[must_use]
+    pub fn fault(&self) -> Fault {
+        self.fault
+    }
+
+    /// The frames, in canonical order.
+    #[must_use]
+    pub fn frames(&self) -> [&[u8]; 2] {
+        [&self.frames[0], &self.frames[1]]
+    }
+
+    /// Checks the evidence against the roster: every frame verifies and
+    /// together they prove the fault.
+    ///
+    /// # Errors
+    /// [`Error::PeerMisbehaved`] for a frame that fails verification,
+    /// [`Error::InvalidMessage`] for frames that prove nothing.
+    pub fn verify(&self, roster: &Roster) -> Result<Proven, Error> {
+        match self.fault {
+            Fault::Equivocation => {
+                let a = content(roster, &self.frames[0])?;
+                let b = content(roster, &self.frames[1])?;
+                let (ha, hb) = (a.header(), b.header());
+                if ha.sender != hb.sender {
+                    return Err(not_proven("frames from different senders"));
+                }
+                if !numbered(ha.kind) || !numbered(hb.kind) {
+                    return Err(not_proven("a frame outside the numbered stream"));
+                }
+                if (ha.stamp.epoch, ha.stamp.sequence) != (hb.stamp.epoch, hb.stamp.sequence) {
+                    return Err(not_proven("frames under different (epoch, sequence)"));
+                }
+                match a.signed_content().cmp(b.signed_content()) {
+                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Equal => {
+                        return Err(not_proven("the same signed content twice"));
+                    }
+                    std::cmp::Ordering::Greater => {
+                        return Err(InvalidMessage::NonCanonical(Self::NAME).into());
+                    }
+                }
+                Ok(Proven {
+                    subject: ha.sender,
+                    fault: self.fault,
+                    epoch: ha.stamp.epoch,
+                    sequence: ha.stamp.sequence,
+                })
+            }
+        }
+    }
+}
+
+impl Codec for Evidence {
+    const NAME: &'static str = "evidence";
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(FAULTS_VERSION);
+        out.push(self.fault.to_u8());
+        for f in &self.frames {
+            // Frames are at most MAX_FRAME_LEN, far below u32::MAX.
+            out.extend_from_slice(&u32::try_from(f.len()).unwrap_or(u32::MAX).to_be_bytes());
+            out.extend_from_slice(f);
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
+        let version = r.u8()?;
+        if version != FAULTS_VERSION {
+            return Err(InvalidMessage::UnsupportedVersion(version));
+        }
+        let fault = Fault::from_u8(r.u8()?)?;
+        let a = r.bytes_u32("evidence frame", MAX_FRAME_LEN)?.to_vec();
+        let b = r.bytes_u32("evidence frame", MAX_FRAME_LEN)?.to_vec();
+        Ok(Self {
+            fault,
+            frames: [a, b],
+        })
+    }
+}
+
+/// Why a certificate quarantines its subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Signed messages that prove a fault.
+    Evidence(Evidence),
+}
+
+impl Reason {
+    const fn tag(&self) -> u8 {
+        match self {
+            Reason::Evidence(_) => 1,
+        }
+    }
+}
+
+/// The rules a node applies to certificates; the same for every member (a
+/// later issue puts them under governance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuarantinePolicy {
+    /// How long an evidence quarantine lasts, ms.
+    pub evidence_ttl_ms: u64,
+    /// Most of the roster's weight quarantined at once, per mille.
+    pub max_quarantined_permille: u16,
+}
+
+impl Default for QuarantinePolicy {
+    fn default() -> Self {
+        Self {
+            evidence_ttl_ms: 24 * 3_600_000,
+            max_quarantined_permille: 300,
+        }
+    }
+}
+
+/// A quarantine certificate: anyone holding the roster can check it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// Who is quarantined.
+    pub subject: NodeId,
+    /// The subject's epoch where the fault happened.
+    pub epoch: u64,
+    /// How long the quarantine lasts, ms, from when a node first holds it.
+    pub ttl_ms: u64,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// Why a certificate was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertificateError {
+    /// The evidence does not verify or proves nothing.
+    #[error("evidence: {0}")]
+    Evidence(#[from] Error),
+    /// The evidence proves a fault of someone other than the subject named.
+    #[error("the evidence is against {proven}, the certificate names {named}")]
+    WrongSubject {
+        /// Named in the certificate.
+        named: NodeId,
+        /// Proven by the evidence.
+        proven: NodeId,
+    },
+    /// The epoch named differs from the evidence's.
+    #[error("the certificate names epoch {named}, the evidence epoch {proven}")]
+    WrongEpoch {
+        /// Named.
+        named: u64,
+        /// Proven.
+        proven: u64,
+    },
+    /// The time to live is not the policy's.
+    #[error("time to live {named} ms differs from the policy's {policy} ms")]
+    WrongTtl {
+        /// Named.
+        named: u64,
+        /// The policy's.
+        policy: u64,
+    },
+}
+
+impl Certificate {
+    /// A certificate from verified evidence under `policy`.
+    ///
+    /// # Errors
+    /// The evidence does not verify.
+    pub fn from_evidence(
+        roster: &Roster,
+        policy: &QuarantinePolicy,
+        evidence: Evidence,
+    ) -> Result<Self, CertificateError> {
+        let proven = evidence.verify(roster)?;
+        Ok(Self {
+            subject: proven.subject,
+            epoch: proven.epoch,
+            ttl_ms: policy.evidence_ttl_ms,
+            reason: Reason::Evidence(evidence),
+        })
+    }
+
+    /// Checks the certificate against the roster and policy.
+    ///
+    /// # Errors
+    /// [`CertificateError`].
+    pub fn verify(
+        &self,
+        roster: &Roster,
+        policy: &QuarantinePolicy,
+    ) -> Result<Proven, CertificateError> {
+        let Reason::Evidence(evidence) = &self.reason;
+        let proven = evidence.verify(roster)?;
+        if proven.subject != self.subject {
+            return Err(CertificateError::WrongSubject {
+                named: self.subject,
+                proven: proven.subject,
+            });
+        }
+        if proven.epoch != self.epoch {
+            return Err(CertificateError::WrongEpoch {
+                named: self.epoch,
+                proven: proven.epoch,
+            });
+        }
+        if self.ttl_ms != policy.evidence_ttl_ms {
+            return Err(CertificateError::WrongTtl {
+                named: self.ttl_ms,
+                policy: policy.evidence_ttl_ms,
+            });
+        }
+        Ok(proven)
+    }
+}
+
+impl Codec for Certificate {
+    const NAME: &'static str = "certificate";
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(CERTIFICATE_VERSION);
+        out.extend_from_slice(&self.subject.0);
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.extend_from_slice(&self.ttl_ms.to_be_bytes());
+        out.push(self.reason.tag());
+        let Reason::Evidence(e) = &self.reason;
+        let body = e.to_bytes();
+        out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(&body);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
+        let version = r.u8()?;
+        if version != CERTIFICATE_VERSION {
+            return Err(InvalidMessage::UnsupportedVersion(version));
+        }
+        let subject = NodeId(r.array()?);
+        let epoch = r.u64()?;
+        let ttl_ms = r.u64()?;
+        let reason = match r.u8()? {
+            1 => Reason::Evidence(Evidence::decode_exact(
+                r.bytes_u32("certificate evidence", MAX_EVIDENCE_LEN)?,
+            )?),
+            _ => {
+                return Err(InvalidMessage::InvalidField {
+                    field: "certificate reason",
+                    reason: "unknown",
+                });
+            }
+        };
+        Ok(Self {
+            subject,
+            epoch,
+            ttl_ms,
+            reason,
+        })
+    }
+}
+
+/// One quarantine a node holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The certificate, verified.
+    pub certificate: Certificate,
+    /// The fault it proves.
+    pub proven: Proven,
+    /// When this node first held it, ms.
+    pub since_ms: u64,
+    /// When it ends, ms.
+    pub until_ms: u64,
+    /// Enforced (false: held over the cap).
+    pub enforced: bool,
+}
+
+/// What [`Quarantine::admit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// New, and enforced.
+    Enforced,
+    /// New, but enforcing it would pass the cap: held, not enforced.
+    OverCap,
+    /// The subject is already quarantined; nothing changed.
+    Known,
+}
+
+/// The quarantines a node holds, by subject.
+#[derive(Debug, Clone, Default)]
+pub struct Quarantine {
+    entries: BTreeMap<NodeId, Entry>,
+}
+
+impl Quarantine {
+    /// No quarantines.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Verifies `certificate` and, if its subject is not already
+    /// quarantined, starts a quarantine at `now_ms`.
+    ///
+    /// # Errors
+    /// The certificate does not verify.
+    pub fn admit(
+        &mut self,
+        roster: &Roster,
+        policy: &QuarantinePolicy,
+        certificate: Certificate,
+        now_ms: u64,
+    ) -> Result<Admitted, CertificateError> {
+        if self
+            .entries
+            .get(&certificate.subject)
+            .is_some_and(|e| e.until_ms > now_ms)
+        {
+            return Ok(Admitted::Known);
+        }
+        let proven = certificate.verify(roster, policy)?;
+        let enforced = self.fits_under_cap(roster, policy, &proven.subject);
+        self.entries.insert(
+            proven.subject,
+            Entry {
+                until_ms: now_ms.saturating_add(certificate.ttl_ms),
+                certificate,
+                proven,
+                since_ms: now_ms,
+                enforced,
+            },
+        );
+        Ok(if enforced {
+            Admitted::Enforced
+        } else {
+            Admitted::OverCap
+        })
+    }
+
+    /// Would enforcing `subject` keep the enforced weight within the cap?
+    fn fits_under_cap(&self, roster: &Roster, policy: &QuarantinePolicy, subject: &NodeId) -> bool {
+        let weight = |id: &NodeId| roster.get(id).map_or(0, |m| m.weight);
+        let enforced: u64 = self
+            .entries
+            .values()
+            .filter(|e| e.enforced)
+            .map(|e| weight(&e.proven.subject))
+            .sum();
+        let after = u128::from(enforced + weight(subject));
+        after * 1000
+            <= u128::from(roster.total_weight()) * u128::from(policy.max_quarantined_permille)
+    }
+
+    /// Ends quarantines whose time is up and enforces held ones that now fit
+    /// under the cap (oldest first). Returns (lifted, newly enforced).
+    pub fn expire(
+        &mut self,
+        roster: &Roster,
+        policy: &QuarantinePolicy,
+        now_ms: u64,
+    ) -> (Vec<NodeId>, Vec<NodeId>) {
+        let lifted: Vec<NodeId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.until_ms <= now_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &lifted {
+            self.entries.remove(id);
+        }
+        let mut held: Vec<(u64, NodeId)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.enforced)
+            .map(|(id, e)| (e.since_ms, *id))
+            .collect();
+        held.sort_unstable();
+        let mut promoted = Vec::new();
+        for (_, id) in held {
+            if self.fits_under_cap(roster, policy, &id) {
+                if let Some(e) = self.entries.get_mut(&id) {
+                    e.enforced = true;
+                }
+                promoted.push(id);
+            }
+        }
+        (lifted, promoted)
+    }
+
+    /// Is `id` quarantined and enforced at `now_ms`?
+    #[must_use]
+    pub fn is_enforced(&self, id: &NodeId, now_ms: u64) -> bool {
+        self.entries
+            .get(id)
+            .is_some_and(|e| e.enforced && e.until_ms > now_ms)
+    }
+
+    /// The entry for `id`, if any.
+    #[must_use]
+    pub fn get(&self, id: &NodeId) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+
+    /// Every entry, by subject.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Stamp;
+    use crate::identity::{Identity, SEED_LEN};
+
+    fn identity(n: u8) -> Identity {
+        Identity::from_seed(&[n; SEED_LEN]).unwrap()
+    }
+
+    fn setup(n: u8) -> (Vec<Identity>, Roster) {
+        let ids: Vec<Identity> = (1..=n).map(identity).collect();
+        let roster = Roster::equal_weight("ev", ids.iter().map(|i| i.public().clone())).unwrap();
+        (ids, roster)
+    }
+
+    fn stamp(epoch: u64, sequence: u64, at: u64) -> Stamp {
+        Stamp {
+            epoch,
+            sequence,
+            issued_at_ms: at,
+        }
+    }
+
+    fn seal(id: &Identity, roster: &Roster, kind: Kind, s: Stamp, payload: &[u8]) -> Vec<u8> {
+        envelope::seal(id, roster.mesh_id(), kind, s, payload).unwrap()
+    }
+
+    #[test]
+    fn two_contents_under_one_sequence_prove_equivocation() {
+        let (ids, roster) = setup(3);
+        let a = seal(&ids[0], &roster, Kind::Telemetry, stamp(7, 3, 100), b"one");
+        let b = seal(&ids[0], &roster, Kind::Telemetry, stamp(7, 3, 100), b"two");
+        let e = Evidence::equivocation(&roster, &a, &b).unwrap();
+        // Either order gives the same canonical evidence.
+        assert_eq!(e, Evidence::equivocation(&roster, &b, &a).unwrap());
+        let p = e.verify(&roster).unwrap();
+        assert_eq!(
+            p,
+            Proven {
+                subject: ids[0].id(),
+                fault: Fault::Equivocation,
+                epoch: 7,
+                sequence: 3
+            }
+        );
+        let bytes = e.to_bytes();
+        assert_eq!(Evidence::decode_exact(&bytes).unwrap(), e);
+        // Another issued-at is other content too: the stamp is signed.
+        let c = seal(&ids[0], &roster, Kind::Telemetry, stamp(7, 3, 101), b"one");
+        assert!(Evidence::equivocation(&roster, &a, &c).is_ok());
+    }
+
+    #[test]
+    fn what_proves_nothing_is_refused() {
+        let (ids, roster) = setup(3);
+        let t = |id: &Identity, s, p: &[u8]| seal(id, &roster, Kind::Telemetry, s, p);
+        let a = t(&ids[0], stamp(7, 3, 100), b"one");
+        // The same content signed twice: signatures differ, content does not.
+        let again = t(&ids[0], stamp(7, 3, 100), b"one");
+        assert_ne!(a, again);
+        assert!(Evidence::equivocation(&roster, &a, &again).is_err());
+        // Other sequence, other epoch, other sender.
+        for other in [
+            t(&ids[0], stamp(7, 4, 100), b"two"),
+            t(&ids[0], stamp(8, 3, 100), b"two"),
+            t(&ids[1], stamp(7, 3, 100), b"two"),
+        ] {
+            assert!(Evidence::equivocation(&roster, &a, &other).is_err());
+        }
+        // Link authentications are outside the numbered stream.
+        let l1 = seal(&ids[0], &roster, Kind::LinkAuth, stamp(7, 0, 1), &[1; 34]);
+        let l2 = seal(&ids[0], &roster, Kind::LinkAuth, stamp(7, 0, 1), &[2; 34]);
+        let e = Evidence::equivocation(&roster, &l1, &l2).unwrap_err();
+        assert!(e.to_string().contains("numbered stream"), "{e}");
+        // A forged frame naming the sender: its signature fails.
+        let mut forged = t(&ids[0], stamp(7, 3, 100), b"two");
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert!(matches!(
+            Evidence::equivocation(&roster, &a, &forged),
+            Err(Error::PeerMisbehaved(_))
+        ));
+        // A sender not on the roster.
+        let (outsiders, _) = setup(5);
+        let o1 = t(&outsiders[4], stamp(7, 3, 100), b"one");
+        let o2 = t(&outsiders[4], stamp(7, 3, 100), b"two");
+        assert!(Evidence::equivocation(&roster, &o1, &o2).is_err());
+    }
+
+    #[test]
+    fn encodings_are_strict() {
+        let (ids, roster) = setup(3);
+        let a = seal(&ids[0], &roster, Kind::Telemetry, stamp(7, 3, 100), b"one");
+        let b = seal(&ids[0], &roster, Kind::Telemetry, stamp(7, 3, 100), b"two");
+        let policy = QuarantinePolicy::default();
+        let e = Evidence::equivocation(&roster, &a, &b).unwrap();
+        let cert = Certificate::from_evidence(&roster, &policy, e.clone()).unwrap();
+        let bytes = cert.to_bytes();
+        assert!(bytes.len() <= MAX_CERTIFICATE_LEN);
+        assert_eq!(Certificate::decode_exact(&bytes).unwrap(), cert);
+        // Trailing bytes and every truncation are refused.
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(Certificate::decode_exact(&long).is_err());
+        for n in 0..bytes.len() {
+            assert!(Certificate::decode_exact(&bytes[..n]).is_err(), "{n}");
+        }
+        // Frames out of canonical order decode but do not verify.
+        let swapped = Evidence {
+            fault: Fault::Equivocation,
+            frames: [e.frames[1].clone(), e.frames[0].clone()],
+        };
+        let swapped = Evidence::decode_exact(&swapped.to_bytes()).unwrap();
+        assert!(matches!(
+            swapped.verify(&roster),
+            Err(Error::InvalidMessage(InvalidMessage::NonCanonical(_)))
+        ));
+        // Unknown versions, faults and reasons.
+        let mut v = e.to_bytes();
+        v[0] = 9;
+        assert!(Evidence::decode_exact(&v).is_err());
+        v[0] = FAULTS_VERSION;
+        v[1] = 0;
+        assert!(Evidence::decode_exact(&v).is_err());
+        let mut c = bytes.clone();
+        c[1 + 32 + 8 + 8] = 2;
+        assert!(Certificate::decode_exact(&c).is_err());
+    }
+
+    #[test]
+    fn altered_certificates_fail_verification() {
+        let (ids, roster) = setup(3);
+        let a = seal(&ids[0], &roster, Kind::Telemetry, stamp(7, 3, 100), b"one");
+        let b = seal(&ids[0], &roster, Kind::Telemetry, stamp(7, 3, 100), b"two");
+        let policy = QuarantinePolicy::default();
+        let e = Evidence::equivocation(&roster, &a, &b).unwrap();
+        let cert = Certificate::from_evidence(&roster, &policy, e).unwrap();
+        assert!(cert.verify(&roster, &policy).is_ok());
+        let mut c = cert.clone();
+        c.subject = ids[1].id();
+        assert!(matches!(
+            c.verify(&roster, &policy),
+            Err(CertificateError::WrongSubject { .. })
+        ));
+        let mut c = cert.clone();
+        c.epoch = 8;
+        assert!(matches!(
+            c.verify(&roster, &policy),
+            Err(CertificateError::WrongEpoch { .. })
+        ));
+        let mut c = cert.clone();
+        c.ttl_ms = 1;
+        assert!(matches!(
+            c.verify(&roster, &policy),
+            Err(CertificateError::WrongTtl { .. })
+        ));
+        // Every single-byte change of the encoding is refused somewhere:
+        // when decoding or when verifying.
+        let bytes = cert.to_bytes();
+        for i in (0..bytes.len()).step_by(97) {
+            let mut t = bytes.clone();
+            t[i] ^= 0x40;
+            let ok = Certificate::decode_exact(&t)
+                .ok()
+                .is_some_and(|c| c.verify(&roster, &policy).is_ok());
+            assert!(!ok, "byte {i} altered and still accepted");
+        }
+        // Another mesh's roster (same keys, other name) refuses it.
+        let other = Roster::equal_weight("other", ids.iter().map(|i| i.public().clone())).unwrap();
+        assert!(cert.verify(&other, &policy).is_err());
+    }
+
+    fn cert_against(id: &Identity, roster: &Roster, policy: &QuarantinePolicy) -> Certificate {
+        let a = seal(id, roster, Kind::Telemetry, stamp(1, 1, 1), b"a");
+        let b = seal(id, roster, Kind::Telemetry, stamp(1, 1, 1), b"b");
+        let e = Evidence::equivocation(roster, &a, &b).unwrap();
+        Certificate::from_evidence(roster, policy, e).unwrap()
+    }
+
+    #[test]
+    fn quarantine_has_a_ttl_and_a_cap() {
+        let (ids, roster) = setup(10);
+        let policy = QuarantinePolicy {
+            evidence_ttl_ms: 1_000,
+            max_quarantined_permille: 250,
+        };
+        let mut q = Quarantine::new();
+        let certs: Vec<Certificate> = ids[..4]
+            .iter()
+            .map(|i| cert_against(i, &roster, &policy))
+            .collect();
+        // 2 of 10 fit under 25%; the third is held, not enforced.
+        assert_eq!(
+            q.admit(&roster, &policy, certs[0].clone(), 0).unwrap(),
+            Admitted::Enforced
+        );
+        assert_eq!(
+            q.admit(&roster, &policy, certs[0].clone(), 10).unwrap(),
+            Admitted::Known
+        );
+        assert_eq!(
+            q.admit(&roster, &policy, certs[1].clone(), 500).unwrap(),
+            Admitted::Enforced
+        );
+        assert_eq!(
+            q.admit(&roster, &policy, certs[2].clone(), 600).unwrap(),
+            Admitted::OverCap
+        );
+        assert!(q.is_enforced(&ids[0].id(), 999));
+        assert!(!q.is_enforced(&ids[2].id(), 999));
+        // The first expires: the held one takes its place.
+        let (lifted, promoted) = q.expire(&roster, &policy, 1_000);
+        assert_eq!(lifted, vec![ids[0].id()]);
+        assert_eq!(promoted, vec![ids[2].id()]);
+        assert!(!q.is_enforced(&ids[0].id(), 1_000));
+        assert!(q.is_enforced(&ids[2].id(), 1_000));
+        // A tampered certificate is refused and changes nothing.
+        let mut bad = certs[3].clone();
+        bad.ttl_ms = u64::MAX;
+        assert!(q.admit(&roster, &policy, bad, 1_000).is_err());
+        assert!(q.get(&ids[3].id()).is_none());
+        // After every TTL, nothing is left.
+        let (lifted, _) = q.expire(&roster, &policy, 10_000);
+        assert_eq!(lifted.len(), 2);
+        assert_eq!(q.entries().count(), 0);
+    }
+}
