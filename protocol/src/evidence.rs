@@ -35,7 +35,8 @@
 use std::collections::BTreeMap;
 
 use crate::codec::{Codec, Reader};
-use crate::envelope::{self, Kind, MAX_FRAME_LEN};
+use crate::crypto::Crypto;
+use crate::envelope::{self, Kind, MAX_FRAME_LEN, Verified};
 use crate::error::{Error, InvalidMessage};
 use crate::identity::NodeId;
 use crate::roster::Roster;
@@ -127,9 +128,31 @@ pub struct Evidence {
     frames: [Vec<u8>; 2],
 }
 
-/// The signed content (header and payload) of a frame that verified.
-fn content<'a>(roster: &Roster, frame: &'a [u8]) -> Result<envelope::Verified<'a>, Error> {
-    envelope::open(roster, frame)
+/// How the frames inside evidence are verified: [`Envelopes`] checks the
+/// signatures (what a third party runs), and any [`Crypto`] verifies its
+/// own way (the simulator's modelled signatures, a verification cache).
+pub trait Open {
+    /// Verifies `frame` against `roster` (see [`envelope::open`]).
+    ///
+    /// # Errors
+    /// As [`envelope::open`].
+    fn open<'a>(&mut self, roster: &Roster, frame: &'a [u8]) -> Result<Verified<'a>, Error>;
+}
+
+/// Plain signature verification with [`envelope::open`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Envelopes;
+
+impl Open for Envelopes {
+    fn open<'a>(&mut self, roster: &Roster, frame: &'a [u8]) -> Result<Verified<'a>, Error> {
+        envelope::open(roster, frame)
+    }
+}
+
+impl<C: Crypto> Open for C {
+    fn open<'a>(&mut self, roster: &Roster, frame: &'a [u8]) -> Result<Verified<'a>, Error> {
+        Crypto::open(self, roster, frame)
+    }
 }
 
 impl Evidence {
@@ -139,18 +162,39 @@ impl Evidence {
     /// # Errors
     /// A frame that does not verify, or frames that prove nothing.
     pub fn equivocation(roster: &Roster, a: &[u8], b: &[u8]) -> Result<Self, Error> {
+        Self::equivocation_by(roster, a, b, &mut Envelopes)
+    }
+
+    /// As [`Evidence::equivocation`], verifying with `open`.
+    ///
+    /// # Errors
+    /// As [`Evidence::equivocation`].
+    pub fn equivocation_by(
+        roster: &Roster,
+        a: &[u8],
+        b: &[u8],
+        open: &mut impl Open,
+    ) -> Result<Self, Error> {
+        Ok(Self::equivocation_proven(roster, a, b, open)?.0)
+    }
+
+    /// As [`Evidence::equivocation_by`], also returning what it proves.
+    pub(crate) fn equivocation_proven(
+        roster: &Roster,
+        a: &[u8],
+        b: &[u8],
+        open: &mut impl Open,
+    ) -> Result<(Self, Proven), Error> {
         let mut frames = [a.to_vec(), b.to_vec()];
-        let ca = content(roster, a)?.signed_content();
-        let cb = content(roster, b)?.signed_content();
-        if ca > cb {
+        if envelope::signed_content_of(a)? > envelope::signed_content_of(b)? {
             frames.swap(0, 1);
         }
         let e = Self {
             fault: Fault::Equivocation,
             frames,
         };
-        e.verify(roster)?;
-        Ok(e)
+        let proven = e.verify_by(roster, open)?;
+        Ok((e, proven))
     }
 
     /// The fault claimed.
@@ -172,10 +216,18 @@ impl Evidence {
     /// [`Error::PeerMisbehaved`] for a frame that fails verification,
     /// [`Error::InvalidMessage`] for frames that prove nothing.
     pub fn verify(&self, roster: &Roster) -> Result<Proven, Error> {
+        self.verify_by(roster, &mut Envelopes)
+    }
+
+    /// As [`Evidence::verify`], verifying frames with `open`.
+    ///
+    /// # Errors
+    /// As [`Evidence::verify`].
+    pub fn verify_by(&self, roster: &Roster, open: &mut impl Open) -> Result<Proven, Error> {
         match self.fault {
             Fault::Equivocation => {
-                let a = content(roster, &self.frames[0])?;
-                let b = content(roster, &self.frames[1])?;
+                let a = open.open(roster, &self.frames[0])?;
+                let b = open.open(roster, &self.frames[1])?;
                 let (ha, hb) = (a.header(), b.header());
                 if ha.sender != hb.sender {
                     return Err(not_proven("frames from different senders"));
@@ -325,13 +377,31 @@ impl Certificate {
         policy: &QuarantinePolicy,
         evidence: Evidence,
     ) -> Result<Self, CertificateError> {
-        let proven = evidence.verify(roster)?;
-        Ok(Self {
+        Self::from_evidence_by(roster, policy, evidence, &mut Envelopes)
+    }
+
+    /// As [`Certificate::from_evidence`], verifying frames with `open`.
+    ///
+    /// # Errors
+    /// As [`Certificate::from_evidence`].
+    pub fn from_evidence_by(
+        roster: &Roster,
+        policy: &QuarantinePolicy,
+        evidence: Evidence,
+        open: &mut impl Open,
+    ) -> Result<Self, CertificateError> {
+        let proven = evidence.verify_by(roster, open)?;
+        Ok(Self::certify(policy, evidence, &proven))
+    }
+
+    /// The certificate for evidence already verified to prove `proven`.
+    pub(crate) fn certify(policy: &QuarantinePolicy, evidence: Evidence, proven: &Proven) -> Self {
+        Self {
             subject: proven.subject,
             epoch: proven.epoch,
             ttl_ms: policy.evidence_ttl_ms,
             reason: Reason::Evidence(evidence),
-        })
+        }
     }
 
     /// Checks the certificate against the roster and policy.
@@ -343,8 +413,21 @@ impl Certificate {
         roster: &Roster,
         policy: &QuarantinePolicy,
     ) -> Result<Proven, CertificateError> {
+        self.verify_by(roster, policy, &mut Envelopes)
+    }
+
+    /// As [`Certificate::verify`], verifying frames with `open`.
+    ///
+    /// # Errors
+    /// As [`Certificate::verify`].
+    pub fn verify_by(
+        &self,
+        roster: &Roster,
+        policy: &QuarantinePolicy,
+        open: &mut impl Open,
+    ) -> Result<Proven, CertificateError> {
         let Reason::Evidence(evidence) = &self.reason;
-        let proven = evidence.verify(roster)?;
+        let proven = evidence.verify_by(roster, open)?;
         if proven.subject != self.subject {
             return Err(CertificateError::WrongSubject {
                 named: self.subject,
@@ -461,6 +544,21 @@ impl Quarantine {
         certificate: Certificate,
         now_ms: u64,
     ) -> Result<Admitted, CertificateError> {
+        self.admit_by(roster, policy, certificate, now_ms, &mut Envelopes)
+    }
+
+    /// As [`Quarantine::admit`], verifying frames with `open`.
+    ///
+    /// # Errors
+    /// As [`Quarantine::admit`].
+    pub fn admit_by(
+        &mut self,
+        roster: &Roster,
+        policy: &QuarantinePolicy,
+        certificate: Certificate,
+        now_ms: u64,
+        open: &mut impl Open,
+    ) -> Result<Admitted, CertificateError> {
         if self
             .entries
             .get(&certificate.subject)
@@ -468,7 +566,26 @@ impl Quarantine {
         {
             return Ok(Admitted::Known);
         }
-        let proven = certificate.verify(roster, policy)?;
+        let proven = certificate.verify_by(roster, policy, open)?;
+        Ok(self.insert_verified(roster, policy, certificate, proven, now_ms))
+    }
+
+    /// Holds a certificate already verified to prove `proven`.
+    pub(crate) fn insert_verified(
+        &mut self,
+        roster: &Roster,
+        policy: &QuarantinePolicy,
+        certificate: Certificate,
+        proven: Proven,
+        now_ms: u64,
+    ) -> Admitted {
+        if self
+            .entries
+            .get(&proven.subject)
+            .is_some_and(|e| e.until_ms > now_ms)
+        {
+            return Admitted::Known;
+        }
         let enforced = self.fits_under_cap(roster, policy, &proven.subject);
         self.entries.insert(
             proven.subject,
@@ -480,11 +597,17 @@ impl Quarantine {
                 enforced,
             },
         );
-        Ok(if enforced {
+        if enforced {
             Admitted::Enforced
         } else {
             Admitted::OverCap
-        })
+        }
+    }
+
+    /// When the next quarantine ends, if any is held.
+    #[must_use]
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.entries.values().map(|e| e.until_ms).min()
     }
 
     /// Would enforcing `subject` keep the enforced weight within the cap?

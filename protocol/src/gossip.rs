@@ -28,6 +28,7 @@ use std::sync::Arc;
 use crate::codec::Codec;
 use crate::crypto::Crypto;
 use crate::envelope::{self, Kind, Stamp};
+use crate::evidence::{Evidence, Proven};
 use crate::identity::NodeId;
 use crate::membership::Membership;
 use crate::message::{Class, DigestEntry, MAX_DIGEST, Message, TAG_REPORT};
@@ -70,6 +71,11 @@ impl Gossip {
 
     pub(crate) fn frame(&self, origin: &NodeId) -> Option<&[u8]> {
         self.store.get(origin).map(|s| &s.message[1..])
+    }
+
+    /// Drops what is held from a quarantined origin.
+    pub(crate) fn forget(&mut self, origin: &NodeId) {
+        self.store.remove(origin);
     }
 
     pub(crate) fn latest(&self, origin: &NodeId) -> Option<(u64, u64)> {
@@ -133,7 +139,9 @@ impl Gossip {
         }
     }
 
-    /// Handles a `Report` link message from `from`.
+    /// Handles a `Report` link message from `from`. Returns verified
+    /// evidence when the report and the one held from its origin are two
+    /// contents under one (epoch, sequence).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_report<C: Crypto>(
         &mut self,
@@ -145,7 +153,7 @@ impl Gossip {
         from: NodeId,
         message: &Arc<[u8]>,
         now: u64,
-    ) {
+    ) -> Option<(Evidence, Proven)> {
         debug_assert_eq!(message.first(), Some(&TAG_REPORT));
         let frame = &message[1..];
         let malformed = |ctx: &mut Ctx<'_>| {
@@ -159,40 +167,63 @@ impl Gossip {
             ctx.stats().invalid += 1;
         };
         let Ok(header) = envelope::peek_header(frame) else {
-            return malformed(ctx);
+            malformed(ctx);
+            return None;
         };
         if header.kind != Kind::Telemetry {
-            return malformed(ctx);
+            malformed(ctx);
+            return None;
         }
         let origin = header.sender;
+        if ctx.blocked.contains(&origin) {
+            ctx.stats().quarantined_dropped += 1;
+            return None;
+        }
         let position = (header.stamp.epoch, header.stamp.sequence);
-        if origin == me
-            || self
-                .store
-                .get(&origin)
-                .is_some_and(|s| position <= s.position())
-        {
+        let held = self.store.get(&origin);
+        if origin == me || held.is_some_and(|s| position <= s.position()) {
+            // The same position with other signed content is either a
+            // forgery (its signature fails: counted against the link) or
+            // an equivocation by the origin (evidence). Same content is a
+            // plain duplicate, found without verifying anything.
+            if let Some(s) = held.filter(|s| position == s.position()) {
+                let stored = &s.message[1..];
+                let differs = envelope::signed_content_of(frame).ok()
+                    != envelope::signed_content_of(stored).ok();
+                if differs {
+                    ctx.stats().verifies += 2;
+                    let found = Evidence::equivocation_proven(ctx.roster, stored, frame, crypto);
+                    if found.is_err() {
+                        invalid(ctx);
+                    }
+                    return found.ok();
+                }
+            }
             let link = ctx.link(from);
             link.cur.duplicates = link.cur.duplicates.saturating_add(1);
             ctx.stats().duplicates += 1;
-            return;
+            return None;
         }
         if cfg
             .time_window
             .check(header.stamp.issued_at_ms, now)
             .is_err()
         {
-            return invalid(ctx);
+            invalid(ctx);
+            return None;
         }
         ctx.stats().verifies += 1;
         let Ok(verified) = crypto.open(ctx.roster, frame) else {
-            return invalid(ctx);
+            invalid(ctx);
+            return None;
         };
         let Ok(report) = Report::decode_exact(verified.payload()) else {
-            return malformed(ctx);
+            malformed(ctx);
+            return None;
         };
         if report.subjects().any(|s| s == origin) {
-            return malformed(ctx);
+            malformed(ctx);
+            return None;
         }
         let subjects: Vec<NodeId> = report.subjects().collect();
         // First hop: relay when the origin is a neighbour or observed us.
@@ -222,6 +253,7 @@ impl Gossip {
             stamp: header.stamp,
             from,
         });
+        None
     }
 
     /// Answers a pull digest from `from` with the newer reports this node

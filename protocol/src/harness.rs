@@ -564,6 +564,101 @@ mod tests {
         assert_eq!(h.node(victim).stats().invalid, before + 1);
     }
 
+    /// Node 0 signs two different reports under one (epoch, sequence) and
+    /// shows each to a different neighbour. Where the two meet, a node
+    /// builds the evidence; the certificate floods; every honest node
+    /// verifies it and stops talking to node 0. A forgery at the same
+    /// position (bad signature) is only a signal against its link.
+    #[test]
+    fn an_equivocation_is_certified_everywhere_and_enforced() {
+        use crate::codec::Codec;
+        use crate::envelope::{self, Kind, Stamp};
+        use crate::evidence::{Certificate, QuarantinePolicy};
+        let n = 12;
+        let mut h = Harness::real(n, 12);
+        h.boot_all(200);
+        let t = T0 + 30_000;
+        h.run_until(t);
+        assert!(h.connected());
+        let cheat = h.ids[0];
+        let neighbours = h.active(0);
+        assert!(neighbours.len() >= 2, "{neighbours:?}");
+        let (_, report) = h.node(0).report_contents(&cheat).unwrap();
+        let stamp = Stamp {
+            epoch: 1,
+            sequence: h.node(0).next_sequence() + 100,
+            issued_at_ms: h.now,
+        };
+        let mut other = report.clone();
+        other.start_ms += 1;
+        let seal = |r: &crate::telemetry::Report| {
+            envelope::seal(
+                &h.identities[0],
+                h.roster.mesh_id(),
+                Kind::Telemetry,
+                stamp,
+                &r.to_bytes(),
+            )
+            .unwrap()
+        };
+        let (a, b) = (seal(&report), seal(&other));
+
+        // First a forgery under the same position: counted, nothing else.
+        let (first, second) = (neighbours[0], neighbours[1]);
+        h.inject(cheat, first, &Message::Report(&a).encode());
+        h.run_until(h.now + 1_000);
+        let mut forged = b.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        let invalid_before = h.node(first).stats().invalid;
+        h.inject(h.ids[second], first, &Message::Report(&forged).encode());
+        h.run_until(h.now + 1_000);
+        assert_eq!(h.node(first).stats().invalid, invalid_before + 1);
+        assert!((0..n).all(|i| !h.node(i).is_quarantined(&cheat)));
+
+        // The real equivocation.
+        h.inject(cheat, second, &Message::Report(&b).encode());
+        let start = h.now;
+        h.run_until(start + 5_000);
+        for i in 1..n {
+            let node = h.node(i);
+            assert!(node.is_quarantined(&cheat), "node {i} does not enforce");
+            assert!(!node.active_view().contains(&cheat));
+            assert!(!node.passive_view().contains(&cheat));
+            assert!((1..n).all(|j| !node.is_quarantined(&h.ids[j])));
+        }
+        let found: Vec<&Event> = h
+            .log
+            .iter()
+            .filter(|(at, _, _)| *at >= start)
+            .map(|(_, _, e)| e)
+            .filter(|e| matches!(e, Event::Quarantined { from: None, .. }))
+            .collect();
+        assert!(!found.is_empty(), "someone detected it");
+        // The certificate verifies offline, and only with the right roster.
+        let Event::Quarantined {
+            subject,
+            certificate,
+            enforced,
+            ..
+        } = found[0]
+        else {
+            unreachable!()
+        };
+        assert!(*enforced);
+        assert_eq!(*subject, cheat);
+        let cert = Certificate::decode_exact(certificate).unwrap();
+        let proven = cert
+            .verify(&h.roster, &QuarantinePolicy::default())
+            .unwrap();
+        assert_eq!((proven.subject, proven.sequence), (cheat, stamp.sequence));
+        // Node 0's messages are dropped from now on.
+        let dropped: u64 = (1..n).map(|i| h.node(i).stats().quarantined_dropped).sum();
+        h.run_until(h.now + 5_000);
+        let later: u64 = (1..n).map(|i| h.node(i).stats().quarantined_dropped).sum();
+        assert!(later > dropped);
+    }
+
     #[test]
     fn same_seed_same_run_different_seed_different_run() {
         let run = |seed| {

@@ -129,16 +129,22 @@ impl Membership {
         if n < 2 {
             return;
         }
-        // Rejection sampling over the roster; the roster has another member,
-        // so this ends quickly.
-        let contact = loop {
+        // Rejection sampling over the roster: another member that is not
+        // quarantined. Bounded, in case every other member is.
+        let mut contact = None;
+        for _ in 0..4 * n {
             let i = ctx.rng.index(n);
             let Some(m) = ctx.roster.members().nth(i) else {
                 continue;
             };
-            if m.public.id() != self.me {
-                break m.public.id();
+            let id = m.public.id();
+            if id != self.me && ctx.admissible(&id) {
+                contact = Some(id);
+                break;
             }
+        }
+        let Some(contact) = contact else {
+            return;
         };
         self.joining = Some((contact, now + cfg.join_timeout_ms));
         ctx.send(contact, &Message::Join);
@@ -159,6 +165,24 @@ impl Membership {
         self.left = true;
     }
 
+    /// Drops a quarantined peer from both views and any request in flight.
+    /// It is not told: nothing more is sent to it.
+    pub(crate) fn evict(&mut self, ctx: &mut Ctx<'_>, id: NodeId) {
+        if self.active.remove(&id).is_some() {
+            ctx.event(Event::NeighbourDown {
+                peer: id,
+                reason: DownReason::Quarantined,
+            });
+        }
+        self.passive.retain(|p| *p != id);
+        if self.pending.is_some_and(|(p, _)| p == id) {
+            self.pending = None;
+        }
+        if self.joining.is_some_and(|(p, _)| p == id) {
+            self.joining = None;
+        }
+    }
+
     /// Any authenticated message from `from` is evidence that it is alive.
     pub(crate) fn heard_from(&mut self, from: NodeId, ctx: &mut Ctx<'_>) {
         if let Some(p) = self.active.get_mut(&from)
@@ -172,7 +196,7 @@ impl Membership {
         if id == self.me
             || self.active.contains_key(&id)
             || self.passive.contains(&id)
-            || ctx.roster.get(&id).is_none()
+            || !ctx.admissible(&id)
         {
             return;
         }
@@ -186,7 +210,7 @@ impl Membership {
     /// Puts `peer` in the active view, evicting a random neighbour if full.
     /// With `notify`, tells `peer` to do the same (`Connect`).
     fn add_active(&mut self, cfg: &Config, ctx: &mut Ctx<'_>, peer: NodeId, notify: bool) {
-        if peer == self.me || ctx.roster.get(&peer).is_none() || self.left {
+        if peer == self.me || !ctx.admissible(&peer) || self.left {
             return;
         }
         if self.active.contains_key(&peer) {
@@ -360,7 +384,7 @@ impl Membership {
             Message::Ping { nonce } => ctx.send(from, &Message::Ack { nonce: *nonce }),
             Message::Ack { nonce } => self.on_ack(ctx, from, *nonce, now),
             Message::PingReq { target, nonce } => {
-                if self.relays.len() >= MAX_RELAYS || ctx.roster.get(target).is_none() {
+                if self.relays.len() >= MAX_RELAYS || !ctx.admissible(target) {
                     return;
                 }
                 let mine = ctx.rng.next_u64();
@@ -385,7 +409,7 @@ impl Membership {
                     }
                 }
             }
-            Message::Report(_) | Message::Digest { .. } => {}
+            Message::Report(_) | Message::Digest { .. } | Message::Certificate(_) => {}
         }
     }
 

@@ -12,16 +12,16 @@
 //! booleans, limits checked before allocating).
 
 use crate::codec::Reader;
-use crate::envelope::MAX_FRAME_LEN;
 use crate::error::InvalidMessage;
+use crate::evidence::MAX_CERTIFICATE_LEN;
 use crate::identity::NodeId;
 
 /// At most this many node ids in a shuffle or shuffle reply.
 pub const MAX_SHUFFLE: usize = 32;
 /// At most this many entries in a pull digest.
 pub const MAX_DIGEST: usize = 64;
-/// The largest link message.
-pub const MAX_MESSAGE_LEN: usize = 1 + MAX_FRAME_LEN;
+/// The largest link message (a certificate carrying two envelopes).
+pub const MAX_MESSAGE_LEN: usize = 1 + MAX_CERTIFICATE_LEN;
 
 /// How a message should travel: `Stream` messages are delivered reliably
 /// and in order per link (a QUIC stream, retransmitted on loss); `Datagram`
@@ -121,6 +121,9 @@ pub enum Message<'a> {
         /// One entry per origin.
         entries: Vec<DigestEntry>,
     },
+    /// An encoded quarantine certificate ([`crate::evidence::Certificate`]),
+    /// flooded to every member; verify it before acting on it.
+    Certificate(&'a [u8]),
 }
 
 const TAG_JOIN: u8 = 1;
@@ -139,6 +142,8 @@ const TAG_INDIRECT_ACK: u8 = 12;
 /// the envelope.
 pub const TAG_REPORT: u8 = 13;
 const TAG_DIGEST: u8 = 14;
+/// The tag of [`Message::Certificate`].
+pub const TAG_CERTIFICATE: u8 = 15;
 
 fn put_ids(out: &mut Vec<u8>, ids: &[NodeId]) {
     out.push(u8::try_from(ids.len()).unwrap_or(u8::MAX));
@@ -231,6 +236,11 @@ impl<'a> Message<'a> {
                 out.push(TAG_REPORT);
                 out.extend_from_slice(frame);
             }
+            Message::Certificate(cert) => {
+                out.reserve(cert.len());
+                out.push(TAG_CERTIFICATE);
+                out.extend_from_slice(cert);
+            }
             Message::Digest { entries } => {
                 out.push(TAG_DIGEST);
                 out.push(u8::try_from(entries.len()).unwrap_or(u8::MAX));
@@ -292,7 +302,18 @@ impl<'a> Message<'a> {
                 target: NodeId(r.array()?),
                 nonce: r.u64()?,
             },
-            TAG_REPORT => Message::Report(r.take(r.remaining())?),
+            TAG_REPORT => {
+                let frame = r.take(r.remaining())?;
+                if frame.len() > crate::envelope::MAX_FRAME_LEN {
+                    return Err(InvalidMessage::Oversize {
+                        what: "report",
+                        len: frame.len(),
+                        limit: crate::envelope::MAX_FRAME_LEN,
+                    });
+                }
+                Message::Report(frame)
+            }
+            TAG_CERTIFICATE => Message::Certificate(r.take(r.remaining())?),
             TAG_DIGEST => {
                 let n = usize::from(r.u8()?);
                 if n > MAX_DIGEST {
@@ -359,6 +380,7 @@ mod tests {
                 nonce: 1,
             },
             Message::Report(b"frame bytes"),
+            Message::Certificate(b"certificate bytes"),
             Message::Digest {
                 entries: vec![DigestEntry {
                     origin: a,
@@ -374,7 +396,7 @@ mod tests {
         for m in all() {
             let bytes = m.encode();
             assert_eq!(Message::decode(&bytes).unwrap(), m);
-            if !matches!(m, Message::Report(_)) {
+            if !matches!(m, Message::Report(_) | Message::Certificate(_)) {
                 let mut long = bytes.clone();
                 long.push(0);
                 assert!(Message::decode(&long).is_err(), "{m:?}");
@@ -397,6 +419,12 @@ mod tests {
         ));
         assert!(Message::decode(&[]).is_err());
         assert!(Message::decode(&[0]).is_err());
+        let mut report = vec![TAG_REPORT];
+        report.resize(2 + crate::envelope::MAX_FRAME_LEN, 0);
+        assert!(matches!(
+            Message::decode(&report),
+            Err(InvalidMessage::Oversize { .. })
+        ));
     }
 
     proptest! {

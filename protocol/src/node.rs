@@ -13,12 +13,16 @@
 //! the same inputs in the same order a node produces the same outputs, which
 //! is what makes simulator runs reproducible.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use crate::codec::Codec;
 use crate::crypto::Crypto;
 use crate::envelope::{self, Kind, Stamp};
 use crate::error::Error;
+use crate::evidence::{
+    Admitted, Certificate, Evidence, Fault, Proven, Quarantine, QuarantinePolicy,
+};
 use crate::gossip::Gossip;
 use crate::identity::NodeId;
 use crate::membership::Membership;
@@ -93,6 +97,8 @@ pub struct Config {
     pub control_burst: u32,
     /// Accepted issued-at range of received reports.
     pub time_window: TimeWindow,
+    /// Quarantine rules (certificate TTL, cap on the quarantined share).
+    pub quarantine: QuarantinePolicy,
 }
 
 impl Default for Config {
@@ -124,6 +130,7 @@ impl Default for Config {
             control_rate_per_s: 40,
             control_burst: 80,
             time_window: TimeWindow::default(),
+            quarantine: QuarantinePolicy::default(),
         }
     }
 }
@@ -211,6 +218,8 @@ pub enum DownReason {
     Replaced,
     /// It, or we, left the mesh.
     Left,
+    /// It is quarantined by a certificate this node enforces.
+    Quarantined,
 }
 
 /// Something the host may want to act on or record.
@@ -238,6 +247,24 @@ pub enum Event {
         /// The link it arrived on.
         from: NodeId,
     },
+    /// A quarantine certificate was verified and is now held (first seen
+    /// here, or detected here from evidence when `from` is `None`).
+    Quarantined {
+        /// Who is quarantined.
+        subject: NodeId,
+        /// The proven fault.
+        fault: Fault,
+        /// The encoded certificate, for storing and showing.
+        certificate: Arc<[u8]>,
+        /// Enforced; false when held over the cap (alert, do not act).
+        enforced: bool,
+        /// The link it came on; `None` when this node found the evidence.
+        from: Option<NodeId>,
+    },
+    /// A held certificate came under the cap and is now enforced.
+    QuarantineEnforced(NodeId),
+    /// A quarantine's time ran out.
+    QuarantineLifted(NodeId),
     /// This node signed and sent a report.
     ReportSent {
         /// Its stamp.
@@ -285,6 +312,14 @@ pub struct NodeStats {
     pub events_dropped: u64,
     /// Reports not signed because their sequence was not reserved yet.
     pub unreserved_skips: u64,
+    /// Messages dropped because their sender is quarantined.
+    pub quarantined_dropped: u64,
+    /// Equivocations this node detected itself.
+    pub equivocations_detected: u64,
+    /// New certificates verified (found here or received).
+    pub certificates_accepted: u64,
+    /// Certificates received for a subject already held.
+    pub certificates_duplicate: u64,
 }
 
 /// Per-link counters for the current report interval.
@@ -340,6 +375,8 @@ const MAX_EVENTS: usize = 65_536;
 pub(crate) struct Ctx<'a> {
     pub(crate) rng: &'a mut Rng,
     pub(crate) roster: &'a Roster,
+    /// Subjects of enforced quarantines.
+    pub(crate) blocked: &'a BTreeSet<NodeId>,
     transmits: &'a mut VecDeque<Transmit>,
     events: &'a mut VecDeque<Event>,
     links: &'a mut BTreeMap<NodeId, LinkAcc>,
@@ -347,6 +384,12 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// May `id` be in a view or send us anything: rostered and not
+    /// quarantined.
+    pub(crate) fn admissible(&self, id: &NodeId) -> bool {
+        self.roster.get(id).is_some() && !self.blocked.contains(id)
+    }
+
     pub(crate) fn send(&mut self, to: NodeId, msg: &Message<'_>) {
         self.send_bytes(to, msg.class(), msg.encode().into());
     }
@@ -430,6 +473,9 @@ pub struct Node<C: Crypto> {
     host_current: HostSample,
     host_samples: Vec<HostSample>,
     next_sample: u64,
+    quarantine: Quarantine,
+    /// Subjects of enforced quarantines (kept with `quarantine`).
+    blocked: BTreeSet<NodeId>,
 }
 
 macro_rules! ctx {
@@ -437,6 +483,7 @@ macro_rules! ctx {
         Ctx {
             rng: &mut $self.rng,
             roster: &$self.roster,
+            blocked: &$self.blocked,
             transmits: &mut $self.transmits,
             events: &mut $self.events,
             links: &mut $self.links,
@@ -474,9 +521,11 @@ impl<C: Crypto> Node<C> {
         let mut events = VecDeque::new();
         let mut links = BTreeMap::new();
         let mut stats = NodeStats::default();
+        let blocked = BTreeSet::new();
         let mut ctx = Ctx {
             rng: &mut rng,
             roster: &roster,
+            blocked: &blocked,
             transmits: &mut transmits,
             events: &mut events,
             links: &mut links,
@@ -505,6 +554,8 @@ impl<C: Crypto> Node<C> {
             host_current: HostSample::default(),
             host_samples: Vec::new(),
             next_sample: first_sample,
+            quarantine: Quarantine::new(),
+            blocked,
         })
     }
 
@@ -606,12 +657,21 @@ impl<C: Crypto> Node<C> {
             self.stats.unknown_peer += 1;
             return;
         }
+        if self.blocked.contains(&from) {
+            self.stats.quarantined_dropped += 1;
+            return;
+        }
         let cfg = &self.cfg;
         let mut ctx = ctx!(self);
         let link = ctx.link(from);
         add16(&mut link.cur.messages_in);
         add_bytes(&mut link.cur.bytes_in, message.len());
-        let is_report = message.first() == Some(&crate::message::TAG_REPORT);
+        // Reports and certificates (signed, verified at a cost) share one
+        // bucket; everything else the other.
+        let is_report = matches!(
+            message.first(),
+            Some(&crate::message::TAG_REPORT | &crate::message::TAG_CERTIFICATE)
+        );
         let (report_bucket, control_bucket) = self.buckets.entry(from).or_insert_with(|| {
             (
                 Bucket::full(cfg.report_burst, now_ms),
@@ -643,9 +703,11 @@ impl<C: Crypto> Node<C> {
             }
         };
         self.membership.heard_from(from, &mut ctx);
+        let mut evidence = None;
+        let mut certificate = false;
         match msg {
             Message::Report(_) => {
-                self.gossip.on_report(
+                evidence = self.gossip.on_report(
                     cfg,
                     &mut ctx,
                     &mut self.crypto,
@@ -656,6 +718,7 @@ impl<C: Crypto> Node<C> {
                     now_ms,
                 );
             }
+            Message::Certificate(_) => certificate = true,
             Message::Digest { .. } if !self.membership.is_active(&from) => {
                 // Only neighbours pull; a peer that thinks we are one holds
                 // a one-sided link. Tell it.
@@ -674,6 +737,152 @@ impl<C: Crypto> Node<C> {
             }
             other => self.membership.handle(cfg, &mut ctx, from, &other, now_ms),
         }
+        if let Some(e) = evidence {
+            self.on_evidence(e, now_ms);
+        }
+        if certificate {
+            self.on_certificate(&message, from, now_ms);
+        }
+    }
+
+    /// This node found (verified) evidence: certify, hold and flood it.
+    fn on_evidence(&mut self, (evidence, proven): (Evidence, Proven), now_ms: u64) {
+        self.stats.equivocations_detected += 1;
+        let cert = Certificate::certify(&self.cfg.quarantine, evidence, &proven);
+        let message: Arc<[u8]> = Message::Certificate(&cert.to_bytes()).encode().into();
+        self.hold(cert, proven, message, None, now_ms);
+    }
+
+    /// A certificate arrived on the link from `from`.
+    fn on_certificate(&mut self, message: &Arc<[u8]>, from: NodeId, now_ms: u64) {
+        let bad = |node: &mut Self| {
+            add16(
+                &mut node
+                    .links
+                    .entry(from)
+                    .or_insert_with(LinkAcc::new)
+                    .cur
+                    .invalid,
+            );
+            node.stats.invalid += 1;
+        };
+        let Ok(cert) = Certificate::decode_exact(&message[1..]) else {
+            add16(
+                &mut self
+                    .links
+                    .entry(from)
+                    .or_insert_with(LinkAcc::new)
+                    .cur
+                    .malformed,
+            );
+            self.stats.malformed += 1;
+            return;
+        };
+        if self
+            .quarantine
+            .get(&cert.subject)
+            .is_some_and(|e| e.until_ms > now_ms)
+        {
+            // Held already: checked on the header, not re-verified.
+            self.stats.certificates_duplicate += 1;
+            return;
+        }
+        let Ok(proven) = cert.verify_by(&self.roster, &self.cfg.quarantine, &mut self.crypto)
+        else {
+            return bad(self);
+        };
+        self.hold(cert, proven, message.clone(), Some(from), now_ms);
+    }
+
+    /// Holds a verified certificate, enforces it if under the cap, and
+    /// floods it to the active view.
+    fn hold(
+        &mut self,
+        cert: Certificate,
+        proven: Proven,
+        message: Arc<[u8]>,
+        from: Option<NodeId>,
+        now_ms: u64,
+    ) {
+        let (subject, fault) = (proven.subject, proven.fault);
+        let admitted = self.quarantine.insert_verified(
+            &self.roster,
+            &self.cfg.quarantine,
+            cert,
+            proven,
+            now_ms,
+        );
+        if admitted == Admitted::Known {
+            return;
+        }
+        self.stats.certificates_accepted += 1;
+        let enforced = admitted == Admitted::Enforced;
+        if enforced {
+            self.enforce(subject);
+        }
+        let mut ctx = ctx!(self);
+        for q in self.membership.active().collect::<Vec<_>>() {
+            if Some(q) != from && q != subject {
+                ctx.send_bytes(q, Class::Stream, message.clone());
+            }
+        }
+        ctx.event(Event::Quarantined {
+            subject,
+            fault,
+            certificate: Arc::from(&message[1..]),
+            enforced,
+            from,
+        });
+    }
+
+    /// Stops talking to `subject`: out of the views, its reports forgotten.
+    fn enforce(&mut self, subject: NodeId) {
+        self.blocked.insert(subject);
+        self.gossip.forget(&subject);
+        self.membership.evict(&mut ctx!(self), subject);
+    }
+
+    /// Whether `id` is under an enforced quarantine.
+    #[must_use]
+    pub fn is_quarantined(&self, id: &NodeId) -> bool {
+        self.blocked.contains(id)
+    }
+
+    /// The quarantines this node holds.
+    #[must_use]
+    pub fn quarantine(&self) -> &Quarantine {
+        &self.quarantine
+    }
+
+    /// Holds a certificate the host kept from before a restart (verified
+    /// again here), without flooding it.
+    ///
+    /// # Errors
+    /// The certificate does not verify.
+    pub fn restore_certificate(
+        &mut self,
+        certificate: &[u8],
+        held_since_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, crate::evidence::CertificateError> {
+        let cert = Certificate::decode_exact(certificate).map_err(Error::from)?;
+        let subject = cert.subject;
+        let admitted = self.quarantine.admit_by(
+            &self.roster,
+            &self.cfg.quarantine,
+            cert,
+            held_since_ms,
+            &mut self.crypto,
+        )?;
+        let _ = self
+            .quarantine
+            .expire(&self.roster, &self.cfg.quarantine, now_ms);
+        let enforced =
+            admitted == Admitted::Enforced && self.quarantine.is_enforced(&subject, now_ms);
+        if enforced {
+            self.enforce(subject);
+        }
+        Ok(enforced)
     }
 
     /// Runs every timer due at `now_ms`. Calling it early or repeatedly is
@@ -692,13 +901,31 @@ impl<C: Crypto> Node<C> {
         let cfg = &self.cfg;
         self.gossip
             .tick(cfg, &mut ctx!(self), &self.membership, self.me, now_ms);
+        if self.quarantine.next_expiry().is_some_and(|t| t <= now_ms) {
+            let (lifted, promoted) =
+                self.quarantine
+                    .expire(&self.roster, &self.cfg.quarantine, now_ms);
+            for id in lifted {
+                self.blocked.remove(&id);
+                ctx!(self).event(Event::QuarantineLifted(id));
+            }
+            for id in promoted {
+                self.enforce(id);
+                ctx!(self).event(Event::QuarantineEnforced(id));
+            }
+        }
     }
 
     /// When [`Node::handle_timeout`] should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
         let m = self.membership.poll_timeout(&self.cfg).unwrap_or(u64::MAX);
-        Some(m.min(self.next_sample).min(self.gossip.poll_timeout()))
+        let q = self.quarantine.next_expiry().unwrap_or(u64::MAX);
+        Some(
+            m.min(self.next_sample)
+                .min(self.gossip.poll_timeout())
+                .min(q),
+        )
     }
 
     /// The next message to send.

@@ -793,6 +793,7 @@ impl Driver<'_> {
                     DownReason::Disconnected => "disconnected",
                     DownReason::Replaced => "replaced",
                     DownReason::Left => "left",
+                    DownReason::Quarantined => "quarantined",
                 };
                 info!(peer = %peer, reason = why, "neighbour down");
                 self.last_down.insert(peer, why.to_owned());
@@ -825,6 +826,38 @@ impl Driver<'_> {
                 m.reports_signed.inc();
                 debug!(sequence = stamp.sequence, bytes, "report signed");
             }
+            Event::Quarantined {
+                subject,
+                fault,
+                certificate,
+                enforced,
+                from,
+            } => {
+                let source = from.map_or_else(|| "detected here".to_owned(), |f| f.to_string());
+                if enforced {
+                    warn!(subject = %subject, fault = fault.name(), source, bytes = certificate.len(), "quarantine certificate verified: enforcing");
+                } else {
+                    warn!(subject = %subject, fault = fault.name(), source, "quarantine certificate verified but over the quarantine cap: NOT enforced");
+                }
+                let _ = self.store_tx.send(StoreOp::Incident {
+                    kind: if enforced {
+                        "quarantined"
+                    } else {
+                        "quarantine_over_cap"
+                    },
+                    subject: subject.to_hex(),
+                    detail: format!(
+                        "{} certificate, {} bytes, from {source}",
+                        fault.name(),
+                        certificate.len()
+                    ),
+                    at_ms: now,
+                });
+            }
+            Event::QuarantineEnforced(subject) => {
+                warn!(subject = %subject, "held quarantine certificate now under the cap: enforcing");
+            }
+            Event::QuarantineLifted(subject) => info!(subject = %subject, "quarantine expired"),
         }
     }
 

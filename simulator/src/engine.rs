@@ -654,7 +654,12 @@ impl Sim {
                     self.metrics.suspected(self.now, p, overloaded);
                 }
             }
-            Event::Refuted(_) => {}
+            // Not measured yet: the equivocator adversary and its report
+            // come with the simulator step of the evidence issue.
+            Event::Refuted(_)
+            | Event::Quarantined { .. }
+            | Event::QuarantineEnforced(_)
+            | Event::QuarantineLifted(_) => {}
             Event::ReportReceived { origin, stamp, .. } => {
                 if let Some(o) = self.idx(&origin) {
                     self.metrics
