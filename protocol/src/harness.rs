@@ -614,6 +614,30 @@ mod tests {
         h.inject(h.ids[second], first, &Message::Report(&forged).encode());
         h.run_until(h.now + 1_000);
         assert_eq!(h.node(first).stats().invalid, invalid_before + 1);
+        // An altered certificate (another TTL) and a truncated one: counted
+        // against the link that sent them, nothing enforced.
+        let policy = QuarantinePolicy::default();
+        let evidence = crate::evidence::Evidence::equivocation(&h.roster, &a, &b).unwrap();
+        let mut altered = Certificate::from_evidence(&h.roster, &policy, evidence).unwrap();
+        altered.ttl_ms = 1;
+        let altered = altered.to_bytes();
+        let (invalid, malformed) = (
+            h.node(first).stats().invalid,
+            h.node(first).stats().malformed,
+        );
+        h.inject(
+            h.ids[second],
+            first,
+            &Message::Certificate(&altered).encode(),
+        );
+        h.inject(
+            h.ids[second],
+            first,
+            &Message::Certificate(&altered[..altered.len() - 1]).encode(),
+        );
+        h.run_until(h.now + 1_000);
+        assert_eq!(h.node(first).stats().invalid, invalid + 1);
+        assert_eq!(h.node(first).stats().malformed, malformed + 1);
         assert!((0..n).all(|i| !h.node(i).is_quarantined(&cheat)));
 
         // The real equivocation.

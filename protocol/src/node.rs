@@ -755,26 +755,8 @@ impl<C: Crypto> Node<C> {
 
     /// A certificate arrived on the link from `from`.
     fn on_certificate(&mut self, message: &Arc<[u8]>, from: NodeId, now_ms: u64) {
-        let bad = |node: &mut Self| {
-            add16(
-                &mut node
-                    .links
-                    .entry(from)
-                    .or_insert_with(LinkAcc::new)
-                    .cur
-                    .invalid,
-            );
-            node.stats.invalid += 1;
-        };
         let Ok(cert) = Certificate::decode_exact(&message[1..]) else {
-            add16(
-                &mut self
-                    .links
-                    .entry(from)
-                    .or_insert_with(LinkAcc::new)
-                    .cur
-                    .malformed,
-            );
+            add16(&mut ctx!(self).link(from).cur.malformed);
             self.stats.malformed += 1;
             return;
         };
@@ -789,7 +771,9 @@ impl<C: Crypto> Node<C> {
         }
         let Ok(proven) = cert.verify_by(&self.roster, &self.cfg.quarantine, &mut self.crypto)
         else {
-            return bad(self);
+            add16(&mut ctx!(self).link(from).cur.invalid);
+            self.stats.invalid += 1;
+            return;
         };
         self.hold(cert, proven, message.clone(), Some(from), now_ms);
     }
