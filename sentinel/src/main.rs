@@ -58,6 +58,15 @@ enum Command {
         #[arg(long, short, default_value = "sentinel.toml")]
         config: PathBuf,
     },
+    /// Check a quarantine certificate offline against a roster (anyone can
+    /// run this: no keys, no network). Exits non-zero if it does not verify.
+    VerifyCert {
+        /// The encoded certificate.
+        file: PathBuf,
+        /// The mesh's genesis roster.
+        #[arg(long)]
+        roster: PathBuf,
+    },
     /// Start N sentinels on 127.0.0.1 with a fresh genesis; Ctrl-C stops all.
     Devnet {
         /// How many sentinels.
@@ -94,6 +103,7 @@ fn main() -> ExitCode {
             Command::Status { config } => show(&config, "/v1/status").await,
             Command::Peers { config } => show(&config, "/v1/peers").await,
             Command::Devnet { nodes, dir } => devnet_cmd(nodes, dir).await,
+            Command::VerifyCert { file, roster } => verify_cert(&file, &roster),
         }
     });
     match result {
@@ -103,6 +113,44 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `sentinel verify-cert`: decode strictly, verify against the roster and
+/// the default quarantine policy, print what it proves.
+fn verify_cert(file: &Path, roster: &Path) -> Result<(), String> {
+    use sentinel_protocol::codec::Codec;
+    use sentinel_protocol::evidence::{Certificate, MAX_CERTIFICATE_LEN, QuarantinePolicy};
+    use std::io::Read;
+    let roster = sentinel_protocol::Roster::load_genesis(roster).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| {
+            f.take(MAX_CERTIFICATE_LEN as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    if bytes.len() > MAX_CERTIFICATE_LEN {
+        return Err(format!(
+            "{}: larger than any certificate ({MAX_CERTIFICATE_LEN} bytes)",
+            file.display()
+        ));
+    }
+    let cert = Certificate::decode_exact(&bytes)
+        .map_err(|e| format!("{}: not a certificate: {e}", file.display()))?;
+    let policy = QuarantinePolicy::default();
+    let proven = cert
+        .verify(&roster, &policy)
+        .map_err(|e| format!("certificate does NOT verify: {e}"))?;
+    println!("certificate verifies against mesh {:?}", roster.mesh());
+    println!("subject:  {}", proven.subject.to_hex());
+    println!("fault:    {}", proven.fault.name());
+    println!(
+        "signed:   epoch {} sequence {}",
+        proven.epoch, proven.sequence
+    );
+    println!("ttl:      {} ms", cert.ttl_ms);
+    println!("size:     {} bytes", bytes.len());
+    Ok(())
 }
 
 fn load_config(path: &Path) -> Result<Config, String> {
