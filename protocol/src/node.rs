@@ -838,37 +838,6 @@ impl<C: Crypto> Node<C> {
         &self.quarantine
     }
 
-    /// Holds a certificate the host kept from before a restart (verified
-    /// again here), without flooding it.
-    ///
-    /// # Errors
-    /// The certificate does not verify.
-    pub fn restore_certificate(
-        &mut self,
-        certificate: &[u8],
-        held_since_ms: u64,
-        now_ms: u64,
-    ) -> Result<bool, crate::evidence::CertificateError> {
-        let cert = Certificate::decode_exact(certificate).map_err(Error::from)?;
-        let subject = cert.subject;
-        let admitted = self.quarantine.admit_by(
-            &self.roster,
-            &self.cfg.quarantine,
-            cert,
-            held_since_ms,
-            &mut self.crypto,
-        )?;
-        let _ = self
-            .quarantine
-            .expire(&self.roster, &self.cfg.quarantine, now_ms);
-        let enforced =
-            admitted == Admitted::Enforced && self.quarantine.is_enforced(&subject, now_ms);
-        if enforced {
-            self.enforce(subject);
-        }
-        Ok(enforced)
-    }
-
     /// Runs every timer due at `now_ms`. Calling it early or repeatedly is
     /// harmless.
     pub fn handle_timeout(&mut self, now_ms: u64) {
