@@ -517,12 +517,18 @@ pub enum Admitted {
     OverCap,
     /// The subject is already quarantined; nothing changed.
     Known,
+    /// This very fault's quarantine has ended here (or ended before it was
+    /// restored): remembered, so that a copy still travelling the mesh
+    /// does not start it again. A new fault starts a new quarantine.
+    Expired,
 }
 
 /// The quarantines a node holds, by subject.
 #[derive(Debug, Clone, Default)]
 pub struct Quarantine {
     entries: BTreeMap<NodeId, Entry>,
+    /// The (epoch, sequence) of each subject's last ended quarantine.
+    ended: BTreeMap<NodeId, (u64, u64)>,
 }
 
 impl Quarantine {
@@ -559,15 +565,29 @@ impl Quarantine {
         now_ms: u64,
         open: &mut impl Open,
     ) -> Result<Admitted, CertificateError> {
+        if let Some(known) = self.recognise(&certificate, now_ms) {
+            return Ok(known);
+        }
+        let proven = certificate.verify_by(roster, policy, open)?;
+        Ok(self.insert_verified(roster, policy, certificate, proven, now_ms))
+    }
+
+    /// Whether `certificate` changes nothing here, judged from its unverified
+    /// header and stamp alone (cheap: no signature is checked): its subject
+    /// is quarantined already, or this very fault's quarantine has ended.
+    #[must_use]
+    pub fn recognise(&self, certificate: &Certificate, now_ms: u64) -> Option<Admitted> {
         if self
             .entries
             .get(&certificate.subject)
             .is_some_and(|e| e.until_ms > now_ms)
         {
-            return Ok(Admitted::Known);
+            return Some(Admitted::Known);
         }
-        let proven = certificate.verify_by(roster, policy, open)?;
-        Ok(self.insert_verified(roster, policy, certificate, proven, now_ms))
+        let Reason::Evidence(evidence) = &certificate.reason;
+        let stamp = envelope::peek_header(&evidence.frames[0]).ok()?.stamp;
+        (self.ended.get(&certificate.subject) == Some(&(stamp.epoch, stamp.sequence)))
+            .then_some(Admitted::Expired)
     }
 
     /// Holds a certificate already verified to prove `proven`.
@@ -579,6 +599,36 @@ impl Quarantine {
         proven: Proven,
         now_ms: u64,
     ) -> Admitted {
+        let until_ms = now_ms.saturating_add(certificate.ttl_ms);
+        self.insert_at(
+            roster,
+            policy,
+            certificate,
+            proven,
+            (now_ms, until_ms),
+            now_ms,
+        )
+    }
+
+    /// Holds a verified certificate over `since_ms..until_ms` (a restored
+    /// one keeps the times it was first held with).
+    pub(crate) fn insert_at(
+        &mut self,
+        roster: &Roster,
+        policy: &QuarantinePolicy,
+        certificate: Certificate,
+        proven: Proven,
+        (since_ms, until_ms): (u64, u64),
+        now_ms: u64,
+    ) -> Admitted {
+        let position = (proven.epoch, proven.sequence);
+        if self.ended.get(&proven.subject) == Some(&position) {
+            return Admitted::Expired;
+        }
+        if until_ms <= now_ms {
+            self.ended.insert(proven.subject, position);
+            return Admitted::Expired;
+        }
         if self
             .entries
             .get(&proven.subject)
@@ -590,10 +640,10 @@ impl Quarantine {
         self.entries.insert(
             proven.subject,
             Entry {
-                until_ms: now_ms.saturating_add(certificate.ttl_ms),
+                until_ms,
                 certificate,
                 proven,
-                since_ms: now_ms,
+                since_ms,
                 enforced,
             },
         );
@@ -639,7 +689,9 @@ impl Quarantine {
             .map(|(id, _)| *id)
             .collect();
         for id in &lifted {
-            self.entries.remove(id);
+            if let Some(e) = self.entries.remove(id) {
+                self.ended.insert(*id, (e.proven.epoch, e.proven.sequence));
+            }
         }
         let mut held: Vec<(u64, NodeId)> = self
             .entries
@@ -897,6 +949,24 @@ mod tests {
         assert_eq!(promoted, vec![ids[2].id()]);
         assert!(!q.is_enforced(&ids[0].id(), 1_000));
         assert!(q.is_enforced(&ids[2].id(), 1_000));
+        // A copy of the ended one still travelling the mesh does not start
+        // it again; a new fault by the same subject does.
+        assert_eq!(q.recognise(&certs[0], 1_001), Some(Admitted::Expired));
+        assert_eq!(
+            q.admit(&roster, &policy, certs[0].clone(), 1_001).unwrap(),
+            Admitted::Expired
+        );
+        let again = {
+            let a = seal(&ids[0], &roster, Kind::Telemetry, stamp(1, 2, 1), b"a");
+            let b = seal(&ids[0], &roster, Kind::Telemetry, stamp(1, 2, 1), b"b");
+            let e = Evidence::equivocation(&roster, &a, &b).unwrap();
+            Certificate::from_evidence(&roster, &policy, e).unwrap()
+        };
+        assert_eq!(q.recognise(&again, 1_001), None);
+        assert_eq!(
+            q.admit(&roster, &policy, again, 1_001).unwrap(),
+            Admitted::OverCap
+        );
         // A tampered certificate is refused and changes nothing.
         let mut bad = certs[3].clone();
         bad.ttl_ms = u64::MAX;
@@ -904,7 +974,7 @@ mod tests {
         assert!(q.get(&ids[3].id()).is_none());
         // After every TTL, nothing is left.
         let (lifted, _) = q.expire(&roster, &policy, 10_000);
-        assert_eq!(lifted.len(), 2);
+        assert_eq!(lifted.len(), 3);
         assert_eq!(q.entries().count(), 0);
     }
 }

@@ -573,7 +573,7 @@ mod tests {
     fn an_equivocation_is_certified_everywhere_and_enforced() {
         use crate::codec::Codec;
         use crate::envelope::{self, Kind, Stamp};
-        use crate::evidence::{Certificate, QuarantinePolicy};
+        use crate::evidence::{Admitted, Certificate, QuarantinePolicy};
         let n = 12;
         let mut h = Harness::real(n, 12);
         h.boot_all(200);
@@ -640,10 +640,17 @@ mod tests {
         assert_eq!(h.node(first).stats().malformed, malformed + 1);
         assert!((0..n).all(|i| !h.node(i).is_quarantined(&cheat)));
 
+        // One node is down while the certificate floods.
+        let late = (1..n).find(|i| *i != first && *i != second).unwrap();
+        h.crash(late);
+
         // The real equivocation.
         h.inject(cheat, second, &Message::Report(&b).encode());
         let start = h.now;
         h.run_until(start + 5_000);
+        // The late node learns it from its first neighbours.
+        h.boot(late);
+        h.run_until(h.now + 5_000);
         for i in 1..n {
             let node = h.node(i);
             assert!(node.is_quarantined(&cheat), "node {i} does not enforce");
@@ -676,6 +683,32 @@ mod tests {
             .verify(&h.roster, &QuarantinePolicy::default())
             .unwrap();
         assert_eq!((proven.subject, proven.sequence), (cheat, stamp.sequence));
+        let certificate: &[u8] = &certificate.clone();
+        // Restoring it where it is held changes nothing; a node that stored
+        // it as ended does not take it again from the mesh.
+        let node = h.nodes[first].as_mut().unwrap();
+        assert_eq!(
+            node.restore_certificate(certificate, (h.now, h.now + 1), h.now)
+                .ok(),
+            Some(Admitted::Known)
+        );
+        h.crash(late);
+        h.boot(late);
+        let (now, node) = (h.now, h.nodes[late].as_mut().unwrap());
+        assert_eq!(
+            node.restore_certificate(certificate, (now - 10, now - 1), now)
+                .ok(),
+            Some(Admitted::Expired)
+        );
+        let mut tampered = certificate.to_vec();
+        tampered[40] ^= 1;
+        assert!(
+            node.restore_certificate(&tampered, (now, now + 1), now)
+                .is_err()
+        );
+        h.run_until(h.now + 5_000);
+        assert!(!h.node(late).is_quarantined(&cheat));
+        assert!(h.node(late).stats().certificates_duplicate > 0);
         // Node 0's messages are dropped from now on.
         let dropped: u64 = (1..n).map(|i| h.node(i).stats().quarantined_dropped).sum();
         h.run_until(h.now + 5_000);

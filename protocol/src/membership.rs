@@ -243,6 +243,7 @@ impl Membership {
             ctx.send(peer, &Message::Connect);
         }
         ctx.event(Event::NeighbourUp(peer));
+        ctx.share_certificates(peer);
     }
 
     fn random_active_except(&self, ctx: &mut Ctx<'_>, except: &[NodeId]) -> Option<NodeId> {

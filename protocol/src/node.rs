@@ -21,7 +21,7 @@ use crate::crypto::Crypto;
 use crate::envelope::{self, Kind, Stamp};
 use crate::error::Error;
 use crate::evidence::{
-    Admitted, Certificate, Evidence, Fault, Proven, Quarantine, QuarantinePolicy,
+    Admitted, Certificate, CertificateError, Evidence, Fault, Proven, Quarantine, QuarantinePolicy,
 };
 use crate::gossip::Gossip;
 use crate::identity::NodeId;
@@ -377,6 +377,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) roster: &'a Roster,
     /// Subjects of enforced quarantines.
     pub(crate) blocked: &'a BTreeSet<NodeId>,
+    /// Link messages of the certificates held, by subject.
+    held: &'a BTreeMap<NodeId, Arc<[u8]>>,
     transmits: &'a mut VecDeque<Transmit>,
     events: &'a mut VecDeque<Event>,
     links: &'a mut BTreeMap<NodeId, LinkAcc>,
@@ -388,6 +390,19 @@ impl Ctx<'_> {
     /// quarantined.
     pub(crate) fn admissible(&self, id: &NodeId) -> bool {
         self.roster.get(id).is_some() && !self.blocked.contains(id)
+    }
+
+    /// Hands a new neighbour every certificate held (except one about
+    /// itself), so that a node that was away when a certificate was flooded
+    /// learns it from its first neighbours; copies it holds already cost
+    /// only a header check.
+    pub(crate) fn share_certificates(&mut self, to: NodeId) {
+        let held = self.held;
+        for (subject, message) in held {
+            if *subject != to {
+                self.send_bytes(to, Class::Stream, message.clone());
+            }
+        }
     }
 
     pub(crate) fn send(&mut self, to: NodeId, msg: &Message<'_>) {
@@ -476,6 +491,9 @@ pub struct Node<C: Crypto> {
     quarantine: Quarantine,
     /// Subjects of enforced quarantines (kept with `quarantine`).
     blocked: BTreeSet<NodeId>,
+    /// Link messages of the certificates in `quarantine`, to hand to new
+    /// neighbours.
+    held: BTreeMap<NodeId, Arc<[u8]>>,
 }
 
 macro_rules! ctx {
@@ -484,6 +502,7 @@ macro_rules! ctx {
             rng: &mut $self.rng,
             roster: &$self.roster,
             blocked: &$self.blocked,
+            held: &$self.held,
             transmits: &mut $self.transmits,
             events: &mut $self.events,
             links: &mut $self.links,
@@ -522,10 +541,12 @@ impl<C: Crypto> Node<C> {
         let mut links = BTreeMap::new();
         let mut stats = NodeStats::default();
         let blocked = BTreeSet::new();
+        let held = BTreeMap::new();
         let mut ctx = Ctx {
             rng: &mut rng,
             roster: &roster,
             blocked: &blocked,
+            held: &held,
             transmits: &mut transmits,
             events: &mut events,
             links: &mut links,
@@ -556,6 +577,7 @@ impl<C: Crypto> Node<C> {
             next_sample: first_sample,
             quarantine: Quarantine::new(),
             blocked,
+            held,
         })
     }
 
@@ -760,12 +782,8 @@ impl<C: Crypto> Node<C> {
             self.stats.malformed += 1;
             return;
         };
-        if self
-            .quarantine
-            .get(&cert.subject)
-            .is_some_and(|e| e.until_ms > now_ms)
-        {
-            // Held already: checked on the header, not re-verified.
+        if self.quarantine.recognise(&cert, now_ms).is_some() {
+            // Held already, or ended: judged on the header, not verified.
             self.stats.certificates_duplicate += 1;
             return;
         }
@@ -796,10 +814,11 @@ impl<C: Crypto> Node<C> {
             proven,
             now_ms,
         );
-        if admitted == Admitted::Known {
+        if matches!(admitted, Admitted::Known | Admitted::Expired) {
             return;
         }
         self.stats.certificates_accepted += 1;
+        self.held.insert(subject, message.clone());
         let enforced = admitted == Admitted::Enforced;
         if enforced {
             self.enforce(subject);
@@ -817,6 +836,42 @@ impl<C: Crypto> Node<C> {
             enforced,
             from,
         });
+    }
+
+    /// Holds a certificate this node stored earlier (at boot): verified
+    /// again, kept over the times it was first held, enforced if under the
+    /// cap, and not flooded (neighbours get it when they connect). One
+    /// whose quarantine has ended is remembered so that it is not taken
+    /// again.
+    ///
+    /// # Errors
+    /// The bytes are not a certificate, or it does not verify against this
+    /// node's roster and policy.
+    pub fn restore_certificate(
+        &mut self,
+        bytes: &[u8],
+        (since_ms, until_ms): (u64, u64),
+        now_ms: u64,
+    ) -> Result<Admitted, CertificateError> {
+        let cert = Certificate::decode_exact(bytes).map_err(Error::from)?;
+        let proven = cert.verify_by(&self.roster, &self.cfg.quarantine, &mut self.crypto)?;
+        let subject = proven.subject;
+        let admitted = self.quarantine.insert_at(
+            &self.roster,
+            &self.cfg.quarantine,
+            cert,
+            proven,
+            (since_ms, until_ms),
+            now_ms,
+        );
+        if matches!(admitted, Admitted::Enforced | Admitted::OverCap) {
+            self.held
+                .insert(subject, Message::Certificate(bytes).encode().into());
+        }
+        if admitted == Admitted::Enforced {
+            self.enforce(subject);
+        }
+        Ok(admitted)
     }
 
     /// Stops talking to `subject`: out of the views, its reports forgotten.
@@ -860,6 +915,7 @@ impl<C: Crypto> Node<C> {
                     .expire(&self.roster, &self.cfg.quarantine, now_ms);
             for id in lifted {
                 self.blocked.remove(&id);
+                self.held.remove(&id);
                 ctx!(self).event(Event::QuarantineLifted(id));
             }
             for id in promoted {
