@@ -3,7 +3,10 @@
 //! Open: `GET /healthz` (the process answers), `GET /readyz` (joined and the
 //! database writable), `GET /metrics` (Prometheus text). Bearer token
 //! (`data_dir/api-token`): `GET /v1/status`, `GET /v1/peers`,
-//! `GET /v1/telemetry/{node}` (hex id; `?limit=N`, at most 1,000).
+//! `GET /v1/telemetry/{node}` (hex id; `?limit=N`, at most 1,000),
+//! `GET /v1/quarantine` (certificates held, without their bytes),
+//! `GET /v1/quarantine/{node}` (those about one node, with the certificate
+//! bytes in hex for `sentinel verify-cert`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,6 +20,7 @@ use axum::routing::get;
 use sentinel_protocol::NodeId;
 
 use crate::daemon::Shared;
+use crate::store::{CertificateRow, Store, StoreError};
 
 /// The router.
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -24,6 +28,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/telemetry/{node}", get(telemetry))
+        .route("/v1/quarantine", get(quarantine))
+        .route("/v1/quarantine/{node}", get(quarantine_of))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,
@@ -110,18 +116,79 @@ async fn telemetry(
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
     let limit = q.limit.unwrap_or(20).min(1000);
-    let rows = tokio::task::spawn_blocking(move || {
-        shared
+    query(shared, move |s| {
+        let rows = s.telemetry(&id.to_hex(), limit)?;
+        Ok(serde_json::json!({ "node": id.to_hex(), "reports": rows }))
+    })
+    .await
+}
+
+async fn quarantine(State(shared): State<Arc<Shared>>) -> Response {
+    query(shared, |s| {
+        let now = crate::now_ms();
+        let rows: Vec<serde_json::Value> = s
+            .certificates()?
+            .iter()
+            .map(|r| certificate_json(r, now, false))
+            .collect();
+        Ok(serde_json::json!({ "certificates": rows }))
+    })
+    .await
+}
+
+async fn quarantine_of(State(shared): State<Arc<Shared>>, Path(node): Path<String>) -> Response {
+    let id = match NodeId::from_hex(&node) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    query(shared, move |s| {
+        let now = crate::now_ms();
+        let rows: Vec<serde_json::Value> = s
+            .certificates_of(&id.to_hex())?
+            .iter()
+            .map(|r| certificate_json(r, now, true))
+            .collect();
+        Ok(serde_json::json!({ "node": id.to_hex(), "certificates": rows }))
+    })
+    .await
+}
+
+/// A stored certificate for the API; `active` is whether its quarantine
+/// is still running.
+fn certificate_json(r: &CertificateRow, now_ms: u64, with_bytes: bool) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "subject": r.subject,
+        "fault": r.fault,
+        "epoch": r.epoch,
+        "sequence": r.sequence,
+        "since_ms": r.since_ms,
+        "until_ms": r.until_ms,
+        "active": r.until_ms > now_ms,
+        "enforced": r.enforced && r.until_ms > now_ms,
+        "source": r.source,
+        "certificate_bytes": r.certificate.len(),
+    });
+    if with_bytes {
+        v["certificate"] = hex::encode(&r.certificate).into();
+    }
+    v
+}
+
+/// Runs a database read off the async threads.
+async fn query(
+    shared: Arc<Shared>,
+    f: impl FnOnce(&Store) -> Result<serde_json::Value, StoreError> + Send + 'static,
+) -> Response {
+    let result = tokio::task::spawn_blocking(move || {
+        let store = shared
             .store
             .lock()
-            .map_err(|_| "database unavailable".to_owned())
-            .and_then(|s| s.telemetry(&id.to_hex(), limit).map_err(|e| e.to_string()))
+            .map_err(|_| "database unavailable".to_owned())?;
+        f(&store).map_err(|e| e.to_string())
     })
     .await;
-    match rows {
-        Ok(Ok(rows)) => {
-            Json(serde_json::json!({ "node": id.to_hex(), "reports": rows })).into_response()
-        }
+    match result {
+        Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "query failed"),
     }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// The sections, in file order (also the first word of an env override).
-const SECTIONS: [&str; 6] = ["node", "quic", "api", "storage", "log", "collect"];
+const SECTIONS: [&str; 7] = [
+    "node", "quic", "api", "storage", "log", "collect", "enforce",
+];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -27,6 +29,8 @@ pub struct Config {
     pub log: LogSection,
     /// Host and guarded-node metrics.
     pub collect: CollectSection,
+    /// `[enforce]`.
+    pub enforce: EnforceSection,
 }
 
 /// `[node]`.
@@ -199,6 +203,33 @@ impl Default for CollectSection {
     }
 }
 
+/// `[enforce]`: how a quarantine reaches things outside the mesh.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnforceSection {
+    /// JSON file listing the enforced quarantines (format in
+    /// `ARCHITECTURE.md`, "Enforcement hooks"), rewritten atomically on
+    /// every change. Default none.
+    pub blocklist_file: Option<PathBuf>,
+    /// Program run as `<hook> quarantine|lift <subject id> <address>` on
+    /// every change, with the same in `SENTINEL_*` environment variables.
+    /// Default none.
+    pub exec_hook: Option<PathBuf>,
+    /// The hook is killed after this long, ms, 100 to 600,000. Default
+    /// 10,000.
+    pub hook_timeout_ms: u64,
+}
+
+impl Default for EnforceSection {
+    fn default() -> Self {
+        Self {
+            blocklist_file: None,
+            exec_hook: None,
+            hook_timeout_ms: 10_000,
+        }
+    }
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -264,7 +295,11 @@ impl Config {
             &mut cfg.node.key_file,
             &mut cfg.node.genesis,
             &mut cfg.node.address_book,
-        ] {
+        ]
+        .into_iter()
+        .chain(cfg.enforce.blocklist_file.as_mut())
+        .chain(cfg.enforce.exec_hook.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -396,6 +431,12 @@ impl Config {
             1_000,
             3_600_000,
         )?;
+        range(
+            "enforce.hook_timeout_ms",
+            self.enforce.hook_timeout_ms,
+            100,
+            600_000,
+        )?;
         if let Some(url) = &self.collect.guarded_metrics_url
             && let Err(message) = crate::scrape::Target::parse(url)
         {
@@ -497,6 +538,19 @@ peers_metric = "p2p_peers"
 errors_metric = "errors_total"
 # Scrape interval, ms (1000 to 3600000).
 scrape_interval_ms = 5000
+
+[enforce]
+# A quarantine certificate verified here is always enforced inside the mesh
+# (links closed and refused). These reach the world outside it.
+# JSON file listing enforced quarantines, rewritten atomically on every change
+# (format: ARCHITECTURE.md, "Enforcement hooks").
+# blocklist_file = "blocklist.json"
+# Program run on every change as: <hook> quarantine|lift <subject id> <address>
+# (environment: SENTINEL_ACTION, SENTINEL_SUBJECT, SENTINEL_SUBJECT_NAME,
+# SENTINEL_ADDRESS, SENTINEL_FAULT, SENTINEL_UNTIL_MS). Non-zero exits are logged.
+# exec_hook = "/usr/local/bin/sentinel-enforce"
+# The hook is killed after this long, ms (100 to 600000).
+hook_timeout_ms = 10000
 "#
     )
 }
@@ -553,6 +607,11 @@ mod tests {
                 "collect.peers_metric",
             ),
             ("[collect]\nerrors_metric = \"\"\n", "collect.errors_metric"),
+            (
+                "[enforce]\nhook_timeout_ms = 5\n",
+                "enforce.hook_timeout_ms",
+            ),
+            ("[enforce]\nexec_hok = \"x\"\n", "exec_hok"),
         ] {
             let e = Config::parse(text, no_env()).unwrap_err().to_string();
             assert!(e.contains(field), "{e}");
@@ -593,9 +652,14 @@ mod tests {
     fn relative_paths_resolve_against_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sentinel.toml");
-        std::fs::write(&path, "[node]\ndata_dir = \"d\"\nkey_file = \"/abs/k\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[node]\ndata_dir = \"d\"\nkey_file = \"/abs/k\"\n[enforce]\nblocklist_file = \"b.json\"\n",
+        )
+        .unwrap();
         let cfg = Config::load(&path, no_env()).unwrap();
         assert_eq!(cfg.node.data_dir, dir.path().join("d"));
+        assert_eq!(cfg.enforce.blocklist_file, Some(dir.path().join("b.json")));
         assert_eq!(cfg.node.key_file, PathBuf::from("/abs/k"));
         assert!(matches!(
             Config::load(&dir.path().join("missing.toml"), no_env()),

@@ -9,6 +9,11 @@
 //!  scrape task (guarded node) ── readings ───────┘
 //!                                   store thread ◄── telemetry, peers, incidents
 //! ```
+//!
+//! Quarantine certificates are written to the database by the driver itself
+//! (committed before it acts on them), restored into the node at start, and
+//! enforced here too: links to and from the subject are closed and refused,
+//! and the blocklist file and exec hook ([`crate::enforce`]) are told.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -18,6 +23,7 @@ use std::time::Duration;
 
 use sentinel_protocol::crypto::RealCrypto;
 use sentinel_protocol::envelope::Stamp;
+use sentinel_protocol::evidence::{Admitted, Entry};
 use sentinel_protocol::message::Class;
 use sentinel_protocol::node::{DownReason, Event};
 use sentinel_protocol::telemetry::{HostSample, Report};
@@ -27,9 +33,10 @@ use tracing::{debug, info, warn};
 
 use crate::collect::{HostCollector, HostExtra};
 use crate::config::Config;
+use crate::enforce::{self, Action, Blocked, Hook};
 use crate::metrics::Metrics;
 use crate::scrape::{Reading, Scraper};
-use crate::store::{DataDir, SEQUENCE_BLOCK, Store, TelemetryRow};
+use crate::store::{CertificateRow, DataDir, SEQUENCE_BLOCK, Store, TelemetryRow};
 use crate::transport::{self, Authenticator, LinkError, close};
 use crate::{AddressBook, now_ms};
 
@@ -108,6 +115,12 @@ pub struct Status {
     pub origins_heard: usize,
     /// Invalid or malformed messages received.
     pub invalid_messages: u64,
+    /// Nodes under a quarantine enforced here (hex ids).
+    pub quarantined: Vec<String>,
+    /// Equivocations this sentinel detected itself.
+    pub equivocations_detected: u64,
+    /// Quarantine certificates verified and taken (detected or received).
+    pub certificates_accepted: u64,
     /// Host extras.
     pub host: HostExtra,
     /// The guarded node's metrics endpoint, when one is configured.
@@ -246,6 +259,8 @@ pub struct Daemon {
     node: Node<RealCrypto>,
     auth: Arc<Authenticator>,
     endpoint: quinn::Endpoint,
+    /// Certificates enforced at the last stop whose quarantine ended since.
+    ended_while_down: Vec<CertificateRow>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -342,6 +357,7 @@ impl Daemon {
         )
         .map_err(ctx("mesh node"))?;
         node.allow_sequences_through(SEQUENCE_BLOCK);
+        let ended_while_down = restore_certificates(&mut node, &store)?;
         let endpoint = transport::endpoint(cfg.quic.listen, &cfg.quic, transport::pq_provider())
             .map_err(ctx("QUIC"))?;
         let metrics = Metrics::new();
@@ -367,6 +383,7 @@ impl Daemon {
             epoch,
             node,
             endpoint,
+            ended_while_down,
         })
     }
 
@@ -388,6 +405,7 @@ impl Daemon {
             mut node,
             auth,
             endpoint,
+            ended_while_down,
         } = self;
         let me = node.id();
         let started = now_ms();
@@ -427,7 +445,13 @@ impl Daemon {
             last_down: BTreeMap::new(),
             reserved: SEQUENCE_BLOCK,
             me,
+            hook: cfg.enforce.exec_hook.clone().map(|program| {
+                Hook::start(program, Duration::from_millis(cfg.enforce.hook_timeout_ms))
+            }),
+            outside: None,
         };
+        d.lift_ended_while_down(&ended_while_down);
+        d.sync_enforcement(&node);
         node.join(now_ms());
         d.flush(&mut node);
         shared.ready.store(true, Ordering::SeqCst);
@@ -585,6 +609,10 @@ struct Driver<'a> {
     last_down: BTreeMap<NodeId, String>,
     reserved: u64,
     me: NodeId,
+    hook: Option<Hook>,
+    /// The quarantines the world outside has been told of (None before the
+    /// first sync at start).
+    outside: Option<BTreeMap<NodeId, Blocked>>,
 }
 
 impl Driver<'_> {
@@ -624,7 +652,18 @@ impl Driver<'_> {
                 peer,
                 conn,
                 dialled_by,
-            } => self.link_up(peer, conn, dialled_by),
+            } => {
+                if node.is_quarantined(&peer) {
+                    debug!(peer = %peer, "link refused: quarantined");
+                    self.shared.metrics.quarantine_links_closed.inc();
+                    conn.close(close::QUARANTINED.into(), b"quarantined");
+                    if let Some(state) = self.peers.get_mut(&peer) {
+                        state.dialling = false;
+                    }
+                } else {
+                    self.link_up(peer, conn, dialled_by);
+                }
+            }
             NetEvent::Down { peer, conn_id } => {
                 let state = self.peers.entry(peer).or_default();
                 if state
@@ -702,8 +741,127 @@ impl Driver<'_> {
         while let Some(t) = node.poll_transmit() {
             self.send(t.to, t.class, t.bytes);
         }
+        let mut quarantine_changed = false;
         while let Some(e) = node.poll_event() {
+            quarantine_changed |= matches!(
+                e,
+                Event::Quarantined { .. }
+                    | Event::QuarantineEnforced(_)
+                    | Event::QuarantineLifted(_)
+            );
             self.on_event(node, e);
+        }
+        if quarantine_changed {
+            self.sync_enforcement(node);
+        }
+    }
+
+    /// Brings links, the blocklist file and the hook in line with the
+    /// quarantines the node enforces.
+    fn sync_enforcement(&mut self, node: &Node<RealCrypto>) {
+        let now = now_ms();
+        let current: BTreeMap<NodeId, Blocked> = node
+            .quarantine()
+            .entries()
+            .filter(|e| e.enforced && e.until_ms > now)
+            .map(|e| (e.proven.subject, self.blocked(e)))
+            .collect();
+        let first = self.outside.is_none();
+        let before = self.outside.take().unwrap_or_default();
+        for (id, b) in &current {
+            if !before.contains_key(id) {
+                self.cut(*id);
+                if let Some(h) = &self.hook {
+                    h.call(Action::Quarantine, b.clone());
+                }
+            }
+        }
+        for (id, b) in &before {
+            if !current.contains_key(id)
+                && let Some(h) = &self.hook
+            {
+                h.call(Action::Lift, b.clone());
+            }
+        }
+        if (first || before != current)
+            && let Some(path) = &self.cfg.enforce.blocklist_file
+        {
+            let list: Vec<Blocked> = current.values().cloned().collect();
+            match enforce::write_blocklist(path, self.roster.mesh(), now, &list) {
+                Ok(()) => info!(path = %path.display(), entries = list.len(), "blocklist written"),
+                Err(error) => warn!(%error, "cannot write the blocklist file"),
+            }
+        }
+        self.outside = Some(current);
+    }
+
+    /// Calls the hook's `lift` for quarantines that ended while this
+    /// sentinel was down, and records that they are over.
+    fn lift_ended_while_down(&mut self, rows: &[CertificateRow]) {
+        for row in rows {
+            if let Some(h) = &self.hook {
+                h.call(
+                    Action::Lift,
+                    Blocked {
+                        id: row.subject.clone(),
+                        name: NodeId::from_hex(&row.subject)
+                            .ok()
+                            .and_then(|id| self.roster.get(&id))
+                            .map(|m| m.name.clone())
+                            .unwrap_or_default(),
+                        address: NodeId::from_hex(&row.subject)
+                            .ok()
+                            .and_then(|id| self.addresses.get(&id))
+                            .map(|a| a.to_string()),
+                        fault: row.fault.clone(),
+                        since_ms: row.since_ms,
+                        until_ms: row.until_ms,
+                    },
+                );
+            }
+            self.store_write(|s| s.set_enforced(&row.subject, false));
+        }
+    }
+
+    fn blocked(&self, e: &Entry) -> Blocked {
+        let id = e.proven.subject;
+        Blocked {
+            id: id.to_hex(),
+            name: self
+                .roster
+                .get(&id)
+                .map(|m| m.name.clone())
+                .unwrap_or_default(),
+            address: self.addresses.get(&id).map(|a| a.to_string()),
+            fault: e.proven.fault.name().to_owned(),
+            since_ms: e.since_ms,
+            until_ms: e.until_ms,
+        }
+    }
+
+    /// Closes the link to a newly quarantined node and drops what was
+    /// queued for it.
+    fn cut(&mut self, id: NodeId) {
+        if let Some(state) = self.peers.get_mut(&id) {
+            state.queue.clear();
+            if let Some(link) = state.link.take() {
+                link.conn.close(close::QUARANTINED.into(), b"quarantined");
+                self.shared.metrics.quarantine_links_closed.inc();
+            }
+        }
+    }
+
+    /// A write the driver makes itself (certificates): committed before it
+    /// goes on.
+    fn store_write(&self, f: impl FnOnce(&mut Store) -> Result<(), crate::store::StoreError>) {
+        let result = self
+            .shared
+            .store
+            .lock()
+            .map_err(|_| "store lock poisoned".to_owned())
+            .and_then(|mut s| f(&mut s).map_err(|e| e.to_string()));
+        if let Err(error) = result {
+            warn!(%error, "database write failed");
         }
     }
 
@@ -834,6 +992,20 @@ impl Driver<'_> {
                 from,
             } => {
                 let source = from.map_or_else(|| "detected here".to_owned(), |f| f.to_string());
+                if let Some(e) = node.quarantine().get(&subject) {
+                    let row = CertificateRow {
+                        subject: subject.to_hex(),
+                        epoch: e.proven.epoch,
+                        sequence: e.proven.sequence,
+                        fault: fault.name().to_owned(),
+                        since_ms: e.since_ms,
+                        until_ms: e.until_ms,
+                        enforced,
+                        source: from.map_or_else(|| "detected".to_owned(), |f| f.to_hex()),
+                        certificate: certificate.to_vec(),
+                    };
+                    self.store_write(|s| s.save_certificate(&row));
+                }
                 if enforced {
                     warn!(subject = %subject, fault = fault.name(), source, bytes = certificate.len(), "quarantine certificate verified: enforcing");
                 } else {
@@ -856,8 +1028,12 @@ impl Driver<'_> {
             }
             Event::QuarantineEnforced(subject) => {
                 warn!(subject = %subject, "held quarantine certificate now under the cap: enforcing");
+                self.store_write(|s| s.set_enforced(&subject.to_hex(), true));
             }
-            Event::QuarantineLifted(subject) => info!(subject = %subject, "quarantine expired"),
+            Event::QuarantineLifted(subject) => {
+                info!(subject = %subject, "quarantine expired");
+                self.store_write(|s| s.set_enforced(&subject.to_hex(), false));
+            }
         }
     }
 
@@ -908,6 +1084,14 @@ impl Driver<'_> {
             reports_received: stats.reports_received,
             origins_heard: origins.len(),
             invalid_messages: stats.invalid + stats.malformed,
+            quarantined: node
+                .quarantine()
+                .entries()
+                .filter(|e| e.enforced)
+                .map(|e| e.proven.subject.to_hex())
+                .collect(),
+            equivocations_detected: stats.equivocations_detected,
+            certificates_accepted: stats.certificates_accepted,
             host,
             guarded,
         };
@@ -949,6 +1133,38 @@ impl Driver<'_> {
             *p = peers;
         }
     }
+}
+
+/// Puts the stored certificates back into the node (verified again) and
+/// returns the ones enforced when the sentinel stopped whose quarantine has
+/// ended since.
+fn restore_certificates(
+    node: &mut Node<RealCrypto>,
+    store: &Store,
+) -> Result<Vec<CertificateRow>, StartError> {
+    let now = now_ms();
+    let mut ended = Vec::new();
+    let (mut enforced, mut held) = (0, 0);
+    for row in store.certificates().map_err(ctx("database"))? {
+        match node.restore_certificate(&row.certificate, (row.since_ms, row.until_ms), now) {
+            Ok(Admitted::Enforced) => enforced += 1,
+            Ok(Admitted::OverCap) => held += 1,
+            Ok(Admitted::Expired) if row.enforced => ended.push(row),
+            Ok(Admitted::Expired | Admitted::Known) => {}
+            Err(error) => {
+                warn!(subject = %row.subject, %error, "stored quarantine certificate does not verify against this roster: not restored");
+            }
+        }
+    }
+    if enforced + held + ended.len() > 0 {
+        info!(
+            enforced,
+            over_cap = held,
+            ended = ended.len(),
+            "quarantine certificates restored"
+        );
+    }
+    Ok(ended)
 }
 
 /// Features of one verified report for the database.

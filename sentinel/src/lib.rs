@@ -3,7 +3,7 @@
 //!
 //! The protocol logic lives in `sentinel-protocol`; this crate only does
 //! I/O: sockets and TLS ([`transport`]), the driver task ([`daemon`]), the
-//! database ([`store`]), host metrics ([`collect`]), the HTTP API ([`api`],
+//! database ([`store`]), enforcement outside the mesh ([`enforce`]), host metrics ([`collect`]), the HTTP API ([`api`],
 //! [`metrics`]), configuration ([`config`]) and local meshes ([`devnet`]).
 //!
 //! [`Node`]: sentinel_protocol::Node
@@ -14,6 +14,7 @@ pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod devnet;
+pub mod enforce;
 pub mod http;
 pub mod metrics;
 pub mod scrape;

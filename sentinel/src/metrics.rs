@@ -37,6 +37,8 @@ pub struct Metrics {
     pub suspicions: Counter,
     /// Neighbours declared failed.
     pub peers_failed: Counter,
+    /// Links from or to quarantined nodes closed.
+    pub quarantine_links_closed: Counter,
     auth_failures: Family<Reason, Counter>,
     active: Gauge,
     passive: Gauge,
@@ -51,6 +53,7 @@ pub struct Metrics {
     guarded_up: Gauge,
     guarded_peers: Gauge,
     guarded_failures: Gauge,
+    quarantined: Gauge,
 }
 
 impl Metrics {
@@ -107,6 +110,16 @@ impl Metrics {
                 "peers_failed",
                 "Neighbours declared failed",
                 Counter::default()
+            ),
+            quarantine_links_closed: reg!(
+                "quarantine_links_closed",
+                "Links from or to quarantined nodes closed or refused",
+                Counter::default()
+            ),
+            quarantined: reg!(
+                "quarantined_nodes",
+                "Nodes under a quarantine enforced here",
+                Gauge::default()
             ),
             auth_failures: reg!(
                 "link_auth_failures",
@@ -193,6 +206,7 @@ impl Metrics {
         self.invalid.set(u(s.invalid_messages));
         self.rate_limited.set(u(rate_limited));
         self.tcp_established.set(u(s.host.tcp_established));
+        self.quarantined.set(g(s.quarantined.len()));
         if let Some(g) = &s.guarded {
             self.guarded_up.set(i64::from(g.up));
             self.guarded_peers.set(i64::from(g.peers));

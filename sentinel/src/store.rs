@@ -4,8 +4,8 @@
 //! What it holds: boot epochs and reserved sequence numbers (so no crash,
 //! restore or snapshot makes the sentinel sign two contents under one
 //! (epoch, sequence)), peers seen, telemetry received (the signed frame and
-//! features derived from it), and incidents. Later issues add certificates,
-//! votes and the alert outbox as new migrations.
+//! features derived from it), incidents, and the quarantine certificates
+//! held. Later issues add votes and the alert outbox as new migrations.
 
 use std::fs::File;
 use std::io::Write;
@@ -53,6 +53,20 @@ const MIGRATIONS: &[&str] = &[
     // 2: the guarded node's metrics in telemetry rows.
     "ALTER TABLE telemetry ADD COLUMN node_peers_mean INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE telemetry ADD COLUMN node_errors INTEGER NOT NULL DEFAULT 0;",
+    // 3: quarantine certificates held, one row per proven fault.
+    "CREATE TABLE certificates (
+         subject TEXT NOT NULL,
+         epoch INTEGER NOT NULL,
+         sequence INTEGER NOT NULL,
+         fault TEXT NOT NULL,
+         since_ms INTEGER NOT NULL,
+         until_ms INTEGER NOT NULL,
+         enforced INTEGER NOT NULL,
+         source TEXT NOT NULL,
+         certificate BLOB NOT NULL,
+         PRIMARY KEY (subject, epoch, sequence)
+     ) STRICT;
+     CREATE INDEX certificates_until ON certificates (until_ms);",
 ];
 
 /// How many sequences one reservation covers.
@@ -202,6 +216,31 @@ pub struct PeerRow {
     pub last_addr: Option<String>,
     /// Connections authenticated so far.
     pub connections: u64,
+}
+
+/// A quarantine certificate as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CertificateRow {
+    /// The quarantined node (hex id).
+    pub subject: String,
+    /// The (epoch, sequence) of the subject's signed messages it proves a
+    /// fault at.
+    pub epoch: u64,
+    /// See `epoch`.
+    pub sequence: u64,
+    /// The fault's name (e.g. `equivocation`).
+    pub fault: String,
+    /// When this sentinel first held it, Unix ms.
+    pub since_ms: u64,
+    /// When the quarantine ends, Unix ms.
+    pub until_ms: u64,
+    /// Enforced here (false: held over the quarantine cap).
+    pub enforced: bool,
+    /// `detected` here, or the hex id of the peer that sent it.
+    pub source: String,
+    /// The encoded certificate (`sentinel verify-cert` reads it).
+    #[serde(skip)]
+    pub certificate: Vec<u8>,
 }
 
 /// The database.
@@ -471,6 +510,90 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a certificate durably (committed when this returns); a second
+    /// copy of one fault's certificate changes nothing.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn save_certificate(&mut self, row: &CertificateRow) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO certificates (subject, epoch, sequence, fault, since_ms,
+                 until_ms, enforced, source, certificate)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                row.subject,
+                to_i64(row.epoch),
+                to_i64(row.sequence),
+                row.fault,
+                to_i64(row.since_ms),
+                to_i64(row.until_ms),
+                row.enforced,
+                row.source,
+                row.certificate,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Marks `subject`'s current quarantine enforced (or not).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn set_enforced(&mut self, subject: &str, enforced: bool) -> Result<(), StoreError> {
+        self.db.execute(
+            "UPDATE certificates SET enforced = ?2 WHERE subject = ?1
+                 AND until_ms = (SELECT max(until_ms) FROM certificates WHERE subject = ?1)",
+            params![subject, enforced],
+        )?;
+        Ok(())
+    }
+
+    /// Every certificate stored, oldest first.
+    ///
+    /// # Errors
+    /// Database errors, or a row that does not fit its type.
+    pub fn certificates(&self) -> Result<Vec<CertificateRow>, StoreError> {
+        self.certificates_where("1", "")
+    }
+
+    /// The certificates stored about `subject` (hex id), oldest first.
+    ///
+    /// # Errors
+    /// As [`Store::certificates`].
+    pub fn certificates_of(&self, subject: &str) -> Result<Vec<CertificateRow>, StoreError> {
+        self.certificates_where("subject = ?1", subject)
+    }
+
+    fn certificates_where(
+        &self,
+        filter: &str,
+        arg: &str,
+    ) -> Result<Vec<CertificateRow>, StoreError> {
+        let mut stmt = self.db.prepare(&format!(
+            "SELECT subject, epoch, sequence, fault, since_ms, until_ms, enforced, source,
+                 certificate FROM certificates WHERE {filter} ORDER BY since_ms, subject"
+        ))?;
+        let map = |r: &rusqlite::Row<'_>| {
+            Ok(CertificateRow {
+                subject: r.get(0)?,
+                epoch: to_u64(r.get(1)?),
+                sequence: to_u64(r.get(2)?),
+                fault: r.get(3)?,
+                since_ms: to_u64(r.get(4)?),
+                until_ms: to_u64(r.get(5)?),
+                enforced: r.get(6)?,
+                source: r.get(7)?,
+                certificate: r.get(8)?,
+            })
+        };
+        let rows = if filter.contains("?1") {
+            stmt.query_map([arg], map)?.collect::<Result<_, _>>()?
+        } else {
+            stmt.query_map([], map)?.collect::<Result<_, _>>()?
+        };
+        Ok(rows)
+    }
+
     /// Database bytes in use.
     ///
     /// # Errors
@@ -506,6 +629,11 @@ impl Store {
         )? as u64;
         deleted += self.db.execute(
             "DELETE FROM incidents WHERE at_ms < ?1",
+            [to_i64(now_ms.saturating_sub(retention_ms))],
+        )? as u64;
+        // Certificates whose quarantine ended longer ago than the retention.
+        deleted += self.db.execute(
+            "DELETE FROM certificates WHERE until_ms < ?1",
             [to_i64(now_ms.saturating_sub(retention_ms))],
         )? as u64;
         while self.size_bytes()? > max_bytes {
@@ -628,6 +756,49 @@ mod tests {
         let p = &s.peers().unwrap()[0];
         assert_eq!((p.first_seen_ms, p.last_seen_ms, p.connections), (5, 9, 2));
         assert_eq!(p.last_addr.as_deref(), Some("127.0.0.1:2"));
+    }
+
+    #[test]
+    fn certificates_survive_reopening_and_the_size_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = |subject: &str, sequence, until_ms| CertificateRow {
+            subject: subject.into(),
+            epoch: 7,
+            sequence,
+            fault: "equivocation".into(),
+            since_ms: 1_000,
+            until_ms,
+            enforced: true,
+            source: "detected".into(),
+            certificate: vec![u8::try_from(sequence).unwrap(); 100],
+        };
+        {
+            let dd = DataDir::lock(dir.path()).unwrap();
+            let mut s = Store::open(&dd).unwrap();
+            s.save_certificate(&cert("aa", 1, 500_000)).unwrap();
+            // A second copy of one fault changes nothing.
+            let mut copy = cert("aa", 1, 900_000);
+            copy.source = "bb".into();
+            s.save_certificate(&copy).unwrap();
+            s.save_certificate(&cert("cc", 2, 2_000)).unwrap();
+            s.set_enforced("aa", false).unwrap();
+        }
+        let dd = DataDir::lock(dir.path()).unwrap();
+        let mut s = Store::open(&dd).unwrap();
+        let all = s.certificates().unwrap();
+        assert_eq!(all.len(), 2);
+        let aa = &s.certificates_of("aa").unwrap()[0];
+        assert_eq!((aa.until_ms, aa.enforced), (500_000, false));
+        assert_eq!(aa.source, "detected");
+        assert_eq!(aa.certificate, vec![1u8; 100]);
+        // A budget of zero empties telemetry but keeps live certificates;
+        // retention drops the one that ended long ago.
+        s.insert_telemetry(&[row("aa", 1, 1)]).unwrap();
+        s.prune(100_000, 50_000, 0).unwrap();
+        assert_eq!(s.telemetry_count().unwrap(), 0);
+        let left = s.certificates().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].subject, "aa");
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub mod close {
     pub const PROTOCOL: u32 = 3;
     /// Too many connections.
     pub const BUSY: u32 = 4;
+    /// The peer is under a quarantine this sentinel enforces.
+    pub const QUARANTINED: u32 = 5;
 }
 
 /// The crypto provider: aws-lc-rs with only X25519MLKEM768 for key exchange.
