@@ -49,6 +49,11 @@ pub const CERTIFICATE_VERSION: u8 = 1;
 pub const MAX_EVIDENCE_LEN: usize = 2 + 2 * (4 + MAX_FRAME_LEN);
 /// Largest encoded certificate.
 pub const MAX_CERTIFICATE_LEN: usize = 1 + 32 + 8 + 8 + 1 + 4 + MAX_EVIDENCE_LEN;
+/// How many times one quarantine's certificate may be replaced by a
+/// preceding one (see [`Certificate::precedes`]). Bounds the floods a
+/// subject can cause by releasing certificates against itself in
+/// descending order.
+pub const MAX_REPLACEMENTS: u8 = 8;
 
 /// A misbehaviour that signed messages prove on their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -450,6 +455,26 @@ impl Certificate {
     }
 }
 
+impl Certificate {
+    /// Whether this certificate comes before `other` in the canonical order
+    /// of certificates about one subject: the earlier (epoch, sequence) of
+    /// the fault, then the frames' bytes. Nodes that detect one equivocator
+    /// at different places keep the first in this order, so the whole mesh
+    /// ends up holding one and the same certificate per incident.
+    ///
+    /// Judged from the frames' unverified headers: verify before acting.
+    #[must_use]
+    pub fn precedes(&self, other: &Certificate) -> bool {
+        self.order_key() < other.order_key()
+    }
+
+    fn order_key(&self) -> (u64, u64, [&[u8]; 2]) {
+        let Reason::Evidence(e) = &self.reason;
+        let sequence = envelope::peek_header(&e.frames[0]).map_or(u64::MAX, |h| h.stamp.sequence);
+        (self.epoch, sequence, e.frames())
+    }
+}
+
 impl Codec for Certificate {
     const NAME: &'static str = "certificate";
 
@@ -506,6 +531,14 @@ pub struct Entry {
     pub until_ms: u64,
     /// Enforced (false: held over the cap).
     pub enforced: bool,
+    /// How many times a preceding certificate replaced the first one held.
+    pub replacements: u8,
+}
+
+impl Entry {
+    fn replaceable_by(&self, certificate: &Certificate) -> bool {
+        self.replacements < MAX_REPLACEMENTS && certificate.precedes(&self.certificate)
+    }
 }
 
 /// What [`Quarantine::admit`] did.
@@ -517,6 +550,9 @@ pub enum Admitted {
     OverCap,
     /// The subject is already quarantined; nothing changed.
     Known,
+    /// The subject was already quarantined under a certificate this one
+    /// precedes: it replaced that one (same period, same enforcement).
+    Replaced,
     /// This very fault's quarantine has ended here (or ended before it was
     /// restored): remembered, so that a copy still travelling the mesh
     /// does not start it again. A new fault starts a new quarantine.
@@ -574,15 +610,17 @@ impl Quarantine {
 
     /// Whether `certificate` changes nothing here, judged from its unverified
     /// header and stamp alone (cheap: no signature is checked): its subject
-    /// is quarantined already, or this very fault's quarantine has ended.
+    /// is quarantined already under a certificate that it does not precede
+    /// (or that was replaced [`MAX_REPLACEMENTS`] times), or this very
+    /// fault's quarantine has ended.
     #[must_use]
     pub fn recognise(&self, certificate: &Certificate, now_ms: u64) -> Option<Admitted> {
-        if self
+        if let Some(e) = self
             .entries
             .get(&certificate.subject)
-            .is_some_and(|e| e.until_ms > now_ms)
+            .filter(|e| e.until_ms > now_ms)
         {
-            return Some(Admitted::Known);
+            return (!e.replaceable_by(certificate)).then_some(Admitted::Known);
         }
         let Reason::Evidence(evidence) = &certificate.reason;
         let stamp = envelope::peek_header(&evidence.frames[0]).ok()?.stamp;
@@ -629,12 +667,18 @@ impl Quarantine {
             self.ended.insert(proven.subject, position);
             return Admitted::Expired;
         }
-        if self
+        if let Some(e) = self
             .entries
-            .get(&proven.subject)
-            .is_some_and(|e| e.until_ms > now_ms)
+            .get_mut(&proven.subject)
+            .filter(|e| e.until_ms > now_ms)
         {
-            return Admitted::Known;
+            if !e.replaceable_by(&certificate) {
+                return Admitted::Known;
+            }
+            e.certificate = certificate;
+            e.proven = proven;
+            e.replacements += 1;
+            return Admitted::Replaced;
         }
         let enforced = self.fits_under_cap(roster, policy, &proven.subject);
         self.entries.insert(
@@ -645,6 +689,7 @@ impl Quarantine {
                 proven,
                 since_ms,
                 enforced,
+                replacements: 0,
             },
         );
         if enforced {
@@ -910,6 +955,71 @@ mod tests {
         let b = seal(id, roster, Kind::Telemetry, stamp(1, 1, 1), b"b");
         let e = Evidence::equivocation(roster, &a, &b).unwrap();
         Certificate::from_evidence(roster, policy, e).unwrap()
+    }
+
+    fn cert_at(id: &Identity, roster: &Roster, (epoch, sequence): (u64, u64)) -> Certificate {
+        let a = seal(id, roster, Kind::Telemetry, stamp(epoch, sequence, 1), b"a");
+        let b = seal(id, roster, Kind::Telemetry, stamp(epoch, sequence, 1), b"b");
+        let e = Evidence::equivocation(roster, &a, &b).unwrap();
+        Certificate::from_evidence(roster, &QuarantinePolicy::default(), e).unwrap()
+    }
+
+    #[test]
+    fn one_incident_converges_on_its_first_certificate() {
+        let (ids, roster) = setup(4);
+        let policy = QuarantinePolicy::default();
+        let late = cert_at(&ids[0], &roster, (5, 3));
+        let early = cert_at(&ids[0], &roster, (5, 2));
+        let older_epoch = cert_at(&ids[0], &roster, (4, 9));
+        assert!(early.precedes(&late) && older_epoch.precedes(&early));
+        assert!(!late.precedes(&early) && !late.precedes(&late));
+
+        // Whatever order two nodes learn them in, both end with the first
+        // in the canonical order, over the period they first began.
+        let orders = [
+            [&late, &early, &older_epoch],
+            [&older_epoch, &early, &late],
+            [&early, &late, &older_epoch],
+        ];
+        for order in orders {
+            let mut q = Quarantine::new();
+            let got: Vec<Admitted> = order
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    q.admit(&roster, &policy, (*c).clone(), 100 + i as u64)
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(got[0], Admitted::Enforced);
+            assert!(
+                got[1..]
+                    .iter()
+                    .all(|a| matches!(a, Admitted::Known | Admitted::Replaced))
+            );
+            let e = q.get(&ids[0].id()).unwrap();
+            assert_eq!(e.certificate, older_epoch);
+            assert_eq!((e.since_ms, e.enforced), (100, true));
+            assert_eq!(q.recognise(&late, 200), Some(Admitted::Known));
+        }
+
+        // A subject releasing certificates against itself in descending
+        // order causes at most MAX_REPLACEMENTS replacements.
+        let mut q = Quarantine::new();
+        let n = u64::from(MAX_REPLACEMENTS) + 3;
+        let mut replaced = 0;
+        for s in (1..=n).rev() {
+            let c = cert_at(&ids[1], &roster, (1, s));
+            if q.admit(&roster, &policy, c, 0).unwrap() == Admitted::Replaced {
+                replaced += 1;
+            }
+        }
+        assert_eq!(replaced, MAX_REPLACEMENTS);
+        assert_eq!(q.get(&ids[1].id()).unwrap().replacements, MAX_REPLACEMENTS);
+        assert_eq!(
+            q.recognise(&cert_at(&ids[1], &roster, (1, 0)), 1),
+            Some(Admitted::Known)
+        );
     }
 
     #[test]

@@ -657,6 +657,11 @@ mod tests {
             assert!(!node.active_view().contains(&cheat));
             assert!(!node.passive_view().contains(&cheat));
             assert!((1..n).all(|j| !node.is_quarantined(&h.ids[j])));
+            // One and the same certificate everywhere.
+            assert_eq!(
+                node.quarantine().get(&cheat).map(|e| &e.certificate),
+                h.node(1).quarantine().get(&cheat).map(|e| &e.certificate)
+            );
         }
         let found: Vec<&Event> = h
             .log

@@ -261,6 +261,17 @@ pub enum Event {
         /// The link it came on; `None` when this node found the evidence.
         from: Option<NodeId>,
     },
+    /// A held quarantine's certificate was replaced by one that precedes it
+    /// (see [`crate::evidence::Certificate::precedes`]); the quarantine's
+    /// period and enforcement are unchanged.
+    CertificateReplaced {
+        /// Who is quarantined.
+        subject: NodeId,
+        /// The new encoded certificate.
+        certificate: Arc<[u8]>,
+        /// The link it came on; `None` when this node found the evidence.
+        from: Option<NodeId>,
+    },
     /// A held certificate came under the cap and is now enforced.
     QuarantineEnforced(NodeId),
     /// A quarantine's time ran out.
@@ -829,12 +840,21 @@ impl<C: Crypto> Node<C> {
                 ctx.send_bytes(q, Class::Stream, message.clone());
             }
         }
-        ctx.event(Event::Quarantined {
-            subject,
-            fault,
-            certificate: Arc::from(&message[1..]),
-            enforced,
-            from,
+        let certificate = Arc::from(&message[1..]);
+        ctx.event(if admitted == Admitted::Replaced {
+            Event::CertificateReplaced {
+                subject,
+                certificate,
+                from,
+            }
+        } else {
+            Event::Quarantined {
+                subject,
+                fault,
+                certificate,
+                enforced,
+                from,
+            }
         });
     }
 
@@ -864,7 +884,10 @@ impl<C: Crypto> Node<C> {
             (since_ms, until_ms),
             now_ms,
         );
-        if matches!(admitted, Admitted::Enforced | Admitted::OverCap) {
+        if matches!(
+            admitted,
+            Admitted::Enforced | Admitted::OverCap | Admitted::Replaced
+        ) {
             self.held
                 .insert(subject, Message::Certificate(bytes).encode().into());
         }

@@ -823,6 +823,26 @@ impl Driver<'_> {
         }
     }
 
+    /// The database row for a held quarantine.
+    fn certificate_row(
+        &self,
+        e: &Entry,
+        certificate: &[u8],
+        from: Option<NodeId>,
+    ) -> CertificateRow {
+        CertificateRow {
+            subject: e.proven.subject.to_hex(),
+            epoch: e.proven.epoch,
+            sequence: e.proven.sequence,
+            fault: e.proven.fault.name().to_owned(),
+            since_ms: e.since_ms,
+            until_ms: e.until_ms,
+            enforced: e.enforced,
+            source: from.map_or_else(|| "detected".to_owned(), |f| f.to_hex()),
+            certificate: certificate.to_vec(),
+        }
+    }
+
     fn blocked(&self, e: &Entry) -> Blocked {
         let id = e.proven.subject;
         Blocked {
@@ -993,17 +1013,7 @@ impl Driver<'_> {
             } => {
                 let source = from.map_or_else(|| "detected here".to_owned(), |f| f.to_string());
                 if let Some(e) = node.quarantine().get(&subject) {
-                    let row = CertificateRow {
-                        subject: subject.to_hex(),
-                        epoch: e.proven.epoch,
-                        sequence: e.proven.sequence,
-                        fault: fault.name().to_owned(),
-                        since_ms: e.since_ms,
-                        until_ms: e.until_ms,
-                        enforced,
-                        source: from.map_or_else(|| "detected".to_owned(), |f| f.to_hex()),
-                        certificate: certificate.to_vec(),
-                    };
+                    let row = self.certificate_row(e, &certificate, from);
                     self.store_write(|s| s.save_certificate(&row));
                 }
                 if enforced {
@@ -1025,6 +1035,17 @@ impl Driver<'_> {
                     ),
                     at_ms: now,
                 });
+            }
+            Event::CertificateReplaced {
+                subject,
+                certificate,
+                from,
+            } => {
+                debug!(subject = %subject, "quarantine certificate replaced by a preceding one");
+                if let Some(e) = node.quarantine().get(&subject) {
+                    let row = self.certificate_row(e, &certificate, from);
+                    self.store_write(|s| s.replace_certificate(&row));
+                }
             }
             Event::QuarantineEnforced(subject) => {
                 warn!(subject = %subject, "held quarantine certificate now under the cap: enforcing");
@@ -1150,7 +1171,7 @@ fn restore_certificates(
             Ok(Admitted::Enforced) => enforced += 1,
             Ok(Admitted::OverCap) => held += 1,
             Ok(Admitted::Expired) if row.enforced => ended.push(row),
-            Ok(Admitted::Expired | Admitted::Known) => {}
+            Ok(Admitted::Expired | Admitted::Known | Admitted::Replaced) => {}
             Err(error) => {
                 warn!(subject = %row.subject, %error, "stored quarantine certificate does not verify against this roster: not restored");
             }

@@ -58,6 +58,11 @@ enum Command {
         #[arg(long, short, default_value = "sentinel.toml")]
         config: PathBuf,
     },
+    /// Quarantines this sentinel holds certificates for.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
     /// Check a quarantine certificate offline against a roster (anyone can
     /// run this: no keys, no network). Exits non-zero if it does not verify.
     VerifyCert {
@@ -75,6 +80,28 @@ enum Command {
         /// Where their directories go (default: a new temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QuarantineCommand {
+    /// One line per certificate held: subject, fault, period, state.
+    List {
+        /// Config file.
+        #[arg(long, short, default_value = "sentinel.toml")]
+        config: PathBuf,
+    },
+    /// The certificates about one node (hex id or member name).
+    Show {
+        /// The node: its hex id or its name in the roster.
+        node: String,
+        /// Config file.
+        #[arg(long, short, default_value = "sentinel.toml")]
+        config: PathBuf,
+        /// Write the newest certificate's bytes here, for
+        /// `sentinel verify-cert FILE --roster genesis.toml`.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -104,6 +131,12 @@ fn main() -> ExitCode {
             Command::Peers { config } => show(&config, "/v1/peers").await,
             Command::Devnet { nodes, dir } => devnet_cmd(nodes, dir).await,
             Command::VerifyCert { file, roster } => verify_cert(&file, &roster),
+            Command::Quarantine {
+                command: QuarantineCommand::List { config },
+            } => quarantine_list(&config).await,
+            Command::Quarantine {
+                command: QuarantineCommand::Show { node, config, out },
+            } => quarantine_show(&config, &node, out.as_deref()).await,
         }
     });
     match result {
@@ -237,7 +270,16 @@ async fn run(config: &Path) -> Result<(), String> {
 }
 
 async fn show(config: &Path, path: &str) -> Result<(), String> {
-    let cfg = load_config(config)?;
+    let value = api_get(&load_config(config)?, path).await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+/// GET from this sentinel's admin API with its token.
+async fn api_get(cfg: &Config, path: &str) -> Result<serde_json::Value, String> {
     let token = sentinel::daemon::read_api_token(&cfg.node.data_dir).map_err(|e| {
         format!(
             "reading the API token in {}: {e}",
@@ -256,7 +298,96 @@ async fn show(config: &Path, path: &str) -> Result<(), String> {
     if code != 200 {
         return Err(format!("{path}: HTTP {code}: {body}"));
     }
-    let value: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    serde_json::from_str(&body).map_err(|e| format!("{path}: {e}"))
+}
+
+/// Member names by hex id, from the genesis roster (empty if unreadable:
+/// names are a convenience here).
+fn member_names(cfg: &Config) -> std::collections::BTreeMap<String, String> {
+    sentinel_protocol::Roster::load_genesis(&cfg.node.genesis)
+        .map(|r| {
+            r.members()
+                .map(|m| (m.public.id().to_hex(), m.name.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn quarantine_list(config: &Path) -> Result<(), String> {
+    let cfg = load_config(config)?;
+    let value = api_get(&cfg, "/v1/quarantine").await?;
+    let names = member_names(&cfg);
+    let rows = value["certificates"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if rows.is_empty() {
+        println!("no quarantine certificates held");
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<12} {:<13} {:<10} {:>9}  source",
+        "subject", "name", "fault", "state", "left (s)"
+    );
+    let now = sentinel::now_ms();
+    for r in &rows {
+        let subject = r["subject"].as_str().unwrap_or("?");
+        let state = match (r["enforced"].as_bool(), r["active"].as_bool()) {
+            (Some(true), _) => "enforced",
+            (_, Some(true)) => "over cap",
+            _ => "ended",
+        };
+        let left = r["until_ms"].as_u64().unwrap_or(0).saturating_sub(now) / 1000;
+        println!(
+            "{:<16} {:<12} {:<13} {:<10} {:>9}  {}",
+            subject.get(..16).unwrap_or(subject),
+            names.get(subject).map_or("", String::as_str),
+            r["fault"].as_str().unwrap_or("?"),
+            state,
+            left,
+            r["source"].as_str().unwrap_or("?"),
+        );
+    }
+    Ok(())
+}
+
+async fn quarantine_show(config: &Path, node: &str, out: Option<&Path>) -> Result<(), String> {
+    let cfg = load_config(config)?;
+    let names = member_names(&cfg);
+    let id = names
+        .iter()
+        .find(|(_, name)| name.as_str() == node)
+        .map_or_else(|| node.to_owned(), |(id, _)| id.clone());
+    let mut value = api_get(&cfg, &format!("/v1/quarantine/{id}")).await?;
+    let rows = value["certificates"]
+        .as_array_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let Some(newest) = rows.last() else {
+        return Err(format!("no quarantine certificate held for {node}"));
+    };
+    if let Some(out) = out {
+        let bytes = hex::decode(newest["certificate"].as_str().unwrap_or_default())
+            .map_err(|e| format!("the API returned a malformed certificate: {e}"))?;
+        std::fs::write(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+        eprintln!(
+            "wrote the newest certificate ({} bytes) to {}; check it with: sentinel verify-cert {} --roster {}",
+            bytes.len(),
+            out.display(),
+            out.display(),
+            cfg.node.genesis.display()
+        );
+    }
+    let listed: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|mut r| {
+            if let Some(o) = r.as_object_mut() {
+                o.remove("certificate");
+            }
+            r
+        })
+        .collect();
+    value["certificates"] = listed.into();
     println!(
         "{}",
         serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?

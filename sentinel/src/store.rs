@@ -516,7 +516,31 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub fn save_certificate(&mut self, row: &CertificateRow) -> Result<(), StoreError> {
-        self.db.execute(
+        Self::insert_certificate(&self.db, row)
+    }
+
+    /// Replaces the certificate of the quarantine of `row.subject` that
+    /// began at `row.since_ms` by `row` (a preceding certificate for the same
+    /// incident), in one transaction.
+    ///
+    /// # Errors
+    /// Database errors; the old row stays then.
+    pub fn replace_certificate(&mut self, row: &CertificateRow) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "DELETE FROM certificates WHERE subject = ?1 AND since_ms = ?2",
+            params![row.subject, to_i64(row.since_ms)],
+        )?;
+        Self::insert_certificate(&tx, row)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn insert_certificate(
+        db: &rusqlite::Connection,
+        row: &CertificateRow,
+    ) -> Result<(), StoreError> {
+        db.execute(
             "INSERT OR IGNORE INTO certificates (subject, epoch, sequence, fault, since_ms,
                  until_ms, enforced, source, certificate)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -782,6 +806,10 @@ mod tests {
             s.save_certificate(&copy).unwrap();
             s.save_certificate(&cert("cc", 2, 2_000)).unwrap();
             s.set_enforced("aa", false).unwrap();
+            // A preceding certificate for cc's incident takes its place.
+            let mut earlier = cert("cc", 0, 2_000);
+            earlier.certificate = vec![9; 50];
+            s.replace_certificate(&earlier).unwrap();
         }
         let dd = DataDir::lock(dir.path()).unwrap();
         let mut s = Store::open(&dd).unwrap();
@@ -791,6 +819,9 @@ mod tests {
         assert_eq!((aa.until_ms, aa.enforced), (500_000, false));
         assert_eq!(aa.source, "detected");
         assert_eq!(aa.certificate, vec![1u8; 100]);
+        let cc = s.certificates_of("cc").unwrap();
+        assert_eq!(cc.len(), 1);
+        assert_eq!((cc[0].sequence, cc[0].certificate.len()), (0, 50));
         // A budget of zero empties telemetry but keeps live certificates;
         // retention drops the one that ended long ago.
         s.insert_telemetry(&[row("aa", 1, 1)]).unwrap();

@@ -658,6 +658,7 @@ impl Sim {
             // come with the simulator step of the evidence issue.
             Event::Refuted(_)
             | Event::Quarantined { .. }
+            | Event::CertificateReplaced { .. }
             | Event::QuarantineEnforced(_)
             | Event::QuarantineLifted(_) => {}
             Event::ReportReceived { origin, stamp, .. } => {
