@@ -628,6 +628,18 @@ impl Quarantine {
             .then_some(Admitted::Expired)
     }
 
+    /// Whether a certificate about `subject` proving a fault at `position`,
+    /// offered by a neighbour, would change anything here (judged on the
+    /// position alone, before fetching it).
+    #[must_use]
+    pub fn wants(&self, subject: &NodeId, position: (u64, u64), now_ms: u64) -> bool {
+        if let Some(e) = self.entries.get(subject).filter(|e| e.until_ms > now_ms) {
+            return e.replacements < MAX_REPLACEMENTS
+                && position < (e.proven.epoch, e.proven.sequence);
+        }
+        self.ended.get(subject) != Some(&position)
+    }
+
     /// Holds a certificate already verified to prove `proven`.
     pub(crate) fn insert_verified(
         &mut self,

@@ -17,6 +17,14 @@
 //!    for longer than `pull_grace` (younger ones are probably still in
 //!    flight). This repairs what view changes, crashes and partitions lose.
 //!
+//! 4. **cross-check** (equivocation): a neighbour that got a report from its
+//!    signer directly sends [`Message::Seen`] (origin, position, content
+//!    digest) to `seen_fanout` random other neighbours the report names.
+//!    One that holds another version under that position (or receives one
+//!    later) answers with its version, and the first node detects the
+//!    equivocation. Signer's neighbours rarely neighbour each other, so
+//!    without this the two versions of a split report seldom meet.
+//!
 //! Duplicates are dropped on the unauthenticated header (origin, epoch,
 //! sequence) *before* paying for verification; only verified reports are
 //! stored, so a forged header cannot shadow a real report. The bandwidth
@@ -31,7 +39,9 @@ use crate::envelope::{self, Kind, Stamp};
 use crate::evidence::{Evidence, Proven};
 use crate::identity::NodeId;
 use crate::membership::Membership;
-use crate::message::{Class, DigestEntry, MAX_DIGEST, Message, TAG_REPORT};
+use crate::message::{
+    Class, DigestEntry, MAX_DIGEST, Message, SEEN_DIGEST_LEN, TAG_REPORT, content_digest,
+};
 use crate::node::{Config, Ctx, Event};
 use crate::rng::Rng;
 use crate::telemetry::Report;
@@ -44,11 +54,39 @@ struct Stored {
     message: Arc<[u8]>,
     received_ms: u64,
     subjects: Vec<NodeId>,
+    /// [`content_digest`] of the signed content.
+    digest: [u8; SEEN_DIGEST_LEN],
+    /// Nodes this version was sent to because their `Seen` differed (each
+    /// at most once).
+    answered: Vec<NodeId>,
+}
+
+/// A `Seen` about a report position this node did not hold yet.
+#[derive(Debug, Clone, Copy)]
+struct Echo {
+    position: (u64, u64),
+    digest: [u8; SEEN_DIGEST_LEN],
+    from: NodeId,
 }
 
 impl Stored {
     fn position(&self) -> (u64, u64) {
         (self.epoch, self.sequence)
+    }
+
+    /// `from` holds a version with `digest` at this position: if it is
+    /// another one and `from` is a neighbour the report names, send it ours
+    /// (once), so that it holds both.
+    fn answer(&mut self, ctx: &mut Ctx<'_>, from: NodeId, digest: &[u8; SEEN_DIGEST_LEN]) {
+        if *digest == self.digest
+            || self.subjects.binary_search(&from).is_err()
+            || self.answered.contains(&from)
+        {
+            return;
+        }
+        self.answered.push(from);
+        ctx.stats().seen_conflicts += 1;
+        ctx.send_bytes(from, Class::Stream, self.message.clone());
     }
 }
 
@@ -56,6 +94,9 @@ impl Stored {
 #[derive(Debug)]
 pub(crate) struct Gossip {
     store: BTreeMap<NodeId, Stored>,
+    /// The latest `Seen` per origin ahead of what is held (bounded by
+    /// `max_stored_origins`).
+    echoes: BTreeMap<NodeId, Echo>,
     next_pull: u64,
     cursor: usize,
 }
@@ -64,6 +105,7 @@ impl Gossip {
     pub(crate) fn new(cfg: &Config, rng: &mut Rng, now: u64) -> Self {
         Self {
             store: BTreeMap::new(),
+            echoes: BTreeMap::new(),
             next_pull: now + rng.between(1, cfg.pull_interval_ms),
             cursor: 0,
         }
@@ -125,6 +167,8 @@ impl Gossip {
                 message: message.clone(),
                 received_ms: now,
                 subjects: report.subjects().collect(),
+                digest: content_digest(envelope::signed_content_of(frame).unwrap_or(frame)),
+                answered: Vec::new(),
             },
         );
         // Neighbours that left the active view during the interval but are
@@ -235,18 +279,26 @@ impl Gossip {
                 }
             }
         }
-        self.insert(
-            cfg,
-            me,
-            origin,
-            Stored {
-                epoch: header.stamp.epoch,
-                sequence: header.stamp.sequence,
-                message: message.clone(),
-                received_ms: now,
-                subjects,
-            },
-        );
+        let digest = content_digest(verified.signed_content());
+        if from == origin {
+            self.cross_check(cfg, ctx, me, origin, header.stamp, digest, &subjects);
+        }
+        let mut stored = Stored {
+            epoch: header.stamp.epoch,
+            sequence: header.stamp.sequence,
+            message: message.clone(),
+            received_ms: now,
+            subjects,
+            digest,
+            answered: Vec::new(),
+        };
+        // A `Seen` of another version may have come first.
+        if let Some(echo) = self.echoes.remove(&origin)
+            && echo.position == stored.position()
+        {
+            stored.answer(ctx, echo.from, &echo.digest);
+        }
+        self.insert(cfg, me, origin, stored);
         ctx.stats().reports_received += 1;
         ctx.event(Event::ReportReceived {
             origin,
@@ -254,6 +306,78 @@ impl Gossip {
             from,
         });
         None
+    }
+
+    /// Tells `seen_fanout` random other neighbours named by `origin`'s
+    /// report which version of it came from `origin` directly.
+    #[allow(clippy::too_many_arguments)]
+    fn cross_check(
+        &self,
+        cfg: &Config,
+        ctx: &mut Ctx<'_>,
+        me: NodeId,
+        origin: NodeId,
+        stamp: Stamp,
+        digest: [u8; SEEN_DIGEST_LEN],
+        subjects: &[NodeId],
+    ) {
+        let mut others: Vec<NodeId> = subjects
+            .iter()
+            .copied()
+            .filter(|s| *s != me && ctx.admissible(s))
+            .collect();
+        ctx.rng.shuffle(&mut others);
+        let seen = Message::Seen {
+            origin,
+            epoch: stamp.epoch,
+            sequence: stamp.sequence,
+            digest,
+        };
+        for q in others.into_iter().take(cfg.seen_fanout) {
+            ctx.send(q, &seen);
+            ctx.stats().seen_sent += 1;
+        }
+    }
+
+    /// `from` got `origin`'s report at `position` with content `digest`.
+    /// If this node holds another version there, it sends it to `from`
+    /// (once per node, and only to nodes the report names: the origin's
+    /// neighbours, who legitimately received it first-hand); if it holds
+    /// nothing that recent yet, it remembers the claim for when it does.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_seen(
+        &mut self,
+        cfg: &Config,
+        ctx: &mut Ctx<'_>,
+        me: NodeId,
+        from: NodeId,
+        origin: NodeId,
+        position: (u64, u64),
+        digest: [u8; SEEN_DIGEST_LEN],
+    ) {
+        if origin == me || origin == from || ctx.blocked.contains(&origin) {
+            return;
+        }
+        match self.store.get_mut(&origin) {
+            Some(s) if s.position() == position => s.answer(ctx, from, &digest),
+            Some(s) if s.position() > position => {}
+            _ => {
+                if !self.echoes.contains_key(&origin)
+                    && self.echoes.len() >= cfg.max_stored_origins
+                    && let Some(first) = self.echoes.keys().next().copied()
+                {
+                    self.echoes.remove(&first);
+                }
+                self.echoes.insert(
+                    origin,
+                    Echo {
+                        position,
+                        digest,
+                        from,
+                    },
+                );
+            }
+        }
     }
 
     /// Answers a pull digest from `from` with the newer reports this node

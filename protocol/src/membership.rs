@@ -410,7 +410,12 @@ impl Membership {
                     }
                 }
             }
-            Message::Report(_) | Message::Digest { .. } | Message::Certificate(_) => {}
+            Message::Report(_)
+            | Message::Digest { .. }
+            | Message::Certificate(_)
+            | Message::Seen { .. }
+            | Message::Quarantines { .. }
+            | Message::Wanted { .. } => {}
         }
     }
 

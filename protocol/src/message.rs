@@ -124,6 +124,46 @@ pub enum Message<'a> {
     /// An encoded quarantine certificate ([`crate::evidence::Certificate`]),
     /// flooded to every member; verify it before acting on it.
     Certificate(&'a [u8]),
+    /// "These are the quarantines I hold: subject and the (epoch, sequence)
+    /// of the fault certified." Sent to a new neighbour instead of the
+    /// certificates themselves; it asks for the ones it lacks.
+    Quarantines {
+        /// One entry per subject (`origin` is the subject).
+        entries: Vec<DigestEntry>,
+    },
+    /// "Send me your certificates about these subjects" (answering
+    /// [`Message::Quarantines`]; only subjects offered are sent, once).
+    Wanted {
+        /// The subjects.
+        subjects: Vec<NodeId>,
+    },
+    /// "I received `origin`'s report at (epoch, sequence) from it directly;
+    /// its signed content hashes to `digest`." Sent to a few of the other
+    /// neighbours the report names, so that two versions of one report
+    /// meet: one holding another version answers with it.
+    Seen {
+        /// The report's signer.
+        origin: NodeId,
+        /// Its epoch.
+        epoch: u64,
+        /// Its sequence.
+        sequence: u64,
+        /// [`content_digest`] of the report's signed content.
+        digest: [u8; SEEN_DIGEST_LEN],
+    },
+}
+
+/// Bytes of the content digest in [`Message::Seen`].
+pub const SEEN_DIGEST_LEN: usize = 16;
+
+/// The digest [`Message::Seen`] carries: SHA-256 over a frame's signed
+/// content (header and payload, not the randomised signatures), truncated.
+#[must_use]
+pub fn content_digest(signed_content: &[u8]) -> [u8; SEEN_DIGEST_LEN] {
+    let full = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signed_content);
+    let mut out = [0u8; SEEN_DIGEST_LEN];
+    out.copy_from_slice(&full.as_ref()[..SEEN_DIGEST_LEN]);
+    out
 }
 
 const TAG_JOIN: u8 = 1;
@@ -144,6 +184,9 @@ pub const TAG_REPORT: u8 = 13;
 const TAG_DIGEST: u8 = 14;
 /// The tag of [`Message::Certificate`].
 pub const TAG_CERTIFICATE: u8 = 15;
+const TAG_SEEN: u8 = 16;
+const TAG_QUARANTINES: u8 = 17;
+const TAG_WANTED: u8 = 18;
 
 fn put_ids(out: &mut Vec<u8>, ids: &[NodeId]) {
     out.push(u8::try_from(ids.len()).unwrap_or(u8::MAX));
@@ -170,6 +213,29 @@ fn read_ids(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<NodeId>, Inval
         });
     }
     (0..n).map(|_| Ok(NodeId(r.array()?))).collect()
+}
+
+fn read_entries(
+    r: &mut Reader<'_>,
+    what: &'static str,
+) -> Result<Vec<DigestEntry>, InvalidMessage> {
+    let n = usize::from(r.u8()?);
+    if n > MAX_DIGEST {
+        return Err(InvalidMessage::Oversize {
+            what,
+            len: n,
+            limit: MAX_DIGEST,
+        });
+    }
+    (0..n)
+        .map(|_| {
+            Ok(DigestEntry {
+                origin: NodeId(r.array()?),
+                epoch: r.u64()?,
+                sequence: r.u64()?,
+            })
+        })
+        .collect()
 }
 
 impl<'a> Message<'a> {
@@ -241,14 +307,34 @@ impl<'a> Message<'a> {
                 out.push(TAG_CERTIFICATE);
                 out.extend_from_slice(cert);
             }
-            Message::Digest { entries } => {
-                out.push(TAG_DIGEST);
+            Message::Seen {
+                origin,
+                epoch,
+                sequence,
+                digest,
+            } => {
+                out.push(TAG_SEEN);
+                out.extend_from_slice(&origin.0);
+                out.extend_from_slice(&epoch.to_be_bytes());
+                out.extend_from_slice(&sequence.to_be_bytes());
+                out.extend_from_slice(digest);
+            }
+            Message::Digest { entries } | Message::Quarantines { entries } => {
+                out.push(if matches!(self, Message::Digest { .. }) {
+                    TAG_DIGEST
+                } else {
+                    TAG_QUARANTINES
+                });
                 out.push(u8::try_from(entries.len()).unwrap_or(u8::MAX));
                 for e in entries {
                     out.extend_from_slice(&e.origin.0);
                     out.extend_from_slice(&e.epoch.to_be_bytes());
                     out.extend_from_slice(&e.sequence.to_be_bytes());
                 }
+            }
+            Message::Wanted { subjects } => {
+                out.push(TAG_WANTED);
+                put_ids(&mut out, subjects);
             }
         }
         out
@@ -314,26 +400,21 @@ impl<'a> Message<'a> {
                 Message::Report(frame)
             }
             TAG_CERTIFICATE => Message::Certificate(r.take(r.remaining())?),
-            TAG_DIGEST => {
-                let n = usize::from(r.u8()?);
-                if n > MAX_DIGEST {
-                    return Err(InvalidMessage::Oversize {
-                        what: "digest.entries",
-                        len: n,
-                        limit: MAX_DIGEST,
-                    });
-                }
-                let entries = (0..n)
-                    .map(|_| {
-                        Ok(DigestEntry {
-                            origin: NodeId(r.array()?),
-                            epoch: r.u64()?,
-                            sequence: r.u64()?,
-                        })
-                    })
-                    .collect::<Result<_, InvalidMessage>>()?;
-                Message::Digest { entries }
-            }
+            TAG_SEEN => Message::Seen {
+                origin: NodeId(r.array()?),
+                epoch: r.u64()?,
+                sequence: r.u64()?,
+                digest: r.array()?,
+            },
+            TAG_DIGEST => Message::Digest {
+                entries: read_entries(&mut r, "digest.entries")?,
+            },
+            TAG_QUARANTINES => Message::Quarantines {
+                entries: read_entries(&mut r, "quarantines.entries")?,
+            },
+            TAG_WANTED => Message::Wanted {
+                subjects: read_ids(&mut r, "wanted.subjects")?,
+            },
             _ => {
                 return Err(InvalidMessage::InvalidField {
                     field: "message.tag",
@@ -381,6 +462,22 @@ mod tests {
             },
             Message::Report(b"frame bytes"),
             Message::Certificate(b"certificate bytes"),
+            Message::Seen {
+                origin: a,
+                epoch: 4,
+                sequence: 5,
+                digest: [7; SEEN_DIGEST_LEN],
+            },
+            Message::Quarantines {
+                entries: vec![DigestEntry {
+                    origin: a,
+                    epoch: 6,
+                    sequence: 7,
+                }],
+            },
+            Message::Wanted {
+                subjects: vec![a, NodeId([3; 32])],
+            },
             Message::Digest {
                 entries: vec![DigestEntry {
                     origin: a,

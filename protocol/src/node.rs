@@ -95,6 +95,9 @@ pub struct Config {
     pub control_rate_per_s: u32,
     /// Burst of other messages from one peer. Default 80.
     pub control_burst: u32,
+    /// Other neighbours named by a report told which version came
+    /// first-hand ([`crate::message::Message::Seen`]). Default 2; at most 16.
+    pub seen_fanout: usize,
     /// Accepted issued-at range of received reports.
     pub time_window: TimeWindow,
     /// Quarantine rules (certificate TTL, cap on the quarantined share).
@@ -129,6 +132,7 @@ impl Default for Config {
             report_burst: 24,
             control_rate_per_s: 40,
             control_burst: 80,
+            seen_fanout: 2,
             time_window: TimeWindow::default(),
             quarantine: QuarantinePolicy::default(),
         }
@@ -165,6 +169,9 @@ impl Config {
                 "passive_walk_len",
                 "must be at most active_walk_len (which is > 0)",
             );
+        }
+        if self.seen_fanout > 16 {
+            return bad("seen_fanout", "must be at most 16");
         }
         if self.shuffle_active + self.shuffle_passive + 1 > crate::message::MAX_SHUFFLE {
             return bad("shuffle_active + shuffle_passive", "must be below 32");
@@ -327,6 +334,12 @@ pub struct NodeStats {
     pub quarantined_dropped: u64,
     /// Equivocations this node detected itself.
     pub equivocations_detected: u64,
+    /// Certificates offered by new neighbours (entries of `Quarantines`).
+    pub certificates_offered: u64,
+    /// `Seen` cross-checks sent.
+    pub seen_sent: u64,
+    /// Reports sent to a node whose `Seen` named another version.
+    pub seen_conflicts: u64,
     /// New certificates verified (found here or received).
     pub certificates_accepted: u64,
     /// Certificates received for a subject already held.
@@ -388,8 +401,10 @@ pub(crate) struct Ctx<'a> {
     pub(crate) roster: &'a Roster,
     /// Subjects of enforced quarantines.
     pub(crate) blocked: &'a BTreeSet<NodeId>,
-    /// Link messages of the certificates held, by subject.
-    held: &'a BTreeMap<NodeId, Arc<[u8]>>,
+    /// The certificates held, by subject.
+    held: &'a BTreeMap<NodeId, Held>,
+    /// Subjects offered to each peer and not yet asked for.
+    offered: &'a mut BTreeMap<NodeId, BTreeSet<NodeId>>,
     transmits: &'a mut VecDeque<Transmit>,
     events: &'a mut VecDeque<Event>,
     links: &'a mut BTreeMap<NodeId, LinkAcc>,
@@ -403,16 +418,39 @@ impl Ctx<'_> {
         self.roster.get(id).is_some() && !self.blocked.contains(id)
     }
 
-    /// Hands a new neighbour every certificate held (except one about
-    /// itself), so that a node that was away when a certificate was flooded
-    /// learns it from its first neighbours; copies it holds already cost
-    /// only a header check.
+    /// Offers a new neighbour the certificates held (except one about
+    /// itself) as (subject, position) entries, so that a node that was away
+    /// when a certificate was flooded learns it from its first neighbours;
+    /// it asks for the ones it lacks ([`Message::Wanted`]).
     pub(crate) fn share_certificates(&mut self, to: NodeId) {
-        let held = self.held;
-        for (subject, message) in held {
-            if *subject != to {
-                self.send_bytes(to, Class::Stream, message.clone());
+        let entries: Vec<crate::message::DigestEntry> = self
+            .held
+            .iter()
+            .filter(|(subject, _)| **subject != to)
+            .map(|(subject, h)| crate::message::DigestEntry {
+                origin: *subject,
+                epoch: h.position.0,
+                sequence: h.position.1,
+            })
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        if !self.offered.contains_key(&to) && self.offered.len() >= MAX_OFFERS {
+            let first = self.offered.keys().next().copied();
+            if let Some(first) = first {
+                self.offered.remove(&first);
             }
+        }
+        self.offered
+            .insert(to, entries.iter().map(|e| e.origin).collect());
+        for chunk in entries.chunks(crate::message::MAX_DIGEST) {
+            self.send(
+                to,
+                &Message::Quarantines {
+                    entries: chunk.to_vec(),
+                },
+            );
         }
     }
 
@@ -502,10 +540,24 @@ pub struct Node<C: Crypto> {
     quarantine: Quarantine,
     /// Subjects of enforced quarantines (kept with `quarantine`).
     blocked: BTreeSet<NodeId>,
-    /// Link messages of the certificates in `quarantine`, to hand to new
+    /// The certificates in `quarantine` as link messages, to hand to new
     /// neighbours.
-    held: BTreeMap<NodeId, Arc<[u8]>>,
+    held: BTreeMap<NodeId, Held>,
+    /// Subjects offered to each new neighbour and not yet asked for.
+    offered: BTreeMap<NodeId, BTreeSet<NodeId>>,
 }
+
+/// A certificate held, ready to send.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    /// (epoch, sequence) of the fault it proves.
+    position: (u64, u64),
+    /// The link message.
+    message: Arc<[u8]>,
+}
+
+/// Peers with an outstanding certificate offer remembered at once.
+const MAX_OFFERS: usize = 256;
 
 macro_rules! ctx {
     ($self:ident) => {
@@ -514,6 +566,7 @@ macro_rules! ctx {
             roster: &$self.roster,
             blocked: &$self.blocked,
             held: &$self.held,
+            offered: &mut $self.offered,
             transmits: &mut $self.transmits,
             events: &mut $self.events,
             links: &mut $self.links,
@@ -553,11 +606,13 @@ impl<C: Crypto> Node<C> {
         let mut stats = NodeStats::default();
         let blocked = BTreeSet::new();
         let held = BTreeMap::new();
+        let mut offered = BTreeMap::new();
         let mut ctx = Ctx {
             rng: &mut rng,
             roster: &roster,
             blocked: &blocked,
             held: &held,
+            offered: &mut offered,
             transmits: &mut transmits,
             events: &mut events,
             links: &mut links,
@@ -589,6 +644,7 @@ impl<C: Crypto> Node<C> {
             quarantine: Quarantine::new(),
             blocked,
             held,
+            offered,
         })
     }
 
@@ -757,6 +813,57 @@ impl<C: Crypto> Node<C> {
                 // a one-sided link. Tell it.
                 ctx.send(from, &Message::Disconnect { alive: true });
             }
+            Message::Seen {
+                origin,
+                epoch,
+                sequence,
+                digest,
+            } => {
+                self.gossip.on_seen(
+                    cfg,
+                    &mut ctx,
+                    self.me,
+                    from,
+                    origin,
+                    (epoch, sequence),
+                    digest,
+                );
+            }
+            Message::Quarantines { entries } => {
+                ctx.stats.certificates_offered += entries.len() as u64;
+                let wanted: Vec<NodeId> = entries
+                    .iter()
+                    .filter(|e| {
+                        e.origin != self.me
+                            && self
+                                .quarantine
+                                .wants(&e.origin, (e.epoch, e.sequence), now_ms)
+                    })
+                    .map(|e| e.origin)
+                    .collect();
+                for chunk in wanted.chunks(crate::message::MAX_SHUFFLE) {
+                    ctx.send(
+                        from,
+                        &Message::Wanted {
+                            subjects: chunk.to_vec(),
+                        },
+                    );
+                }
+            }
+            Message::Wanted { subjects } => {
+                let mut send = Vec::new();
+                if let Some(offer) = ctx.offered.get_mut(&from) {
+                    send = subjects.into_iter().filter(|s| offer.remove(s)).collect();
+                    if offer.is_empty() {
+                        ctx.offered.remove(&from);
+                    }
+                }
+                for s in send {
+                    if let Some(h) = ctx.held.get(&s) {
+                        ctx.send_bytes(from, Class::Stream, h.message.clone());
+                    }
+                }
+            }
             Message::Digest { entries } => {
                 self.gossip.on_digest(
                     cfg,
@@ -818,6 +925,7 @@ impl<C: Crypto> Node<C> {
         now_ms: u64,
     ) {
         let (subject, fault) = (proven.subject, proven.fault);
+        let position = (proven.epoch, proven.sequence);
         let admitted = self.quarantine.insert_verified(
             &self.roster,
             &self.cfg.quarantine,
@@ -829,7 +937,13 @@ impl<C: Crypto> Node<C> {
             return;
         }
         self.stats.certificates_accepted += 1;
-        self.held.insert(subject, message.clone());
+        self.held.insert(
+            subject,
+            Held {
+                position,
+                message: message.clone(),
+            },
+        );
         let enforced = admitted == Admitted::Enforced;
         if enforced {
             self.enforce(subject);
@@ -875,7 +989,7 @@ impl<C: Crypto> Node<C> {
     ) -> Result<Admitted, CertificateError> {
         let cert = Certificate::decode_exact(bytes).map_err(Error::from)?;
         let proven = cert.verify_by(&self.roster, &self.cfg.quarantine, &mut self.crypto)?;
-        let subject = proven.subject;
+        let (subject, position) = (proven.subject, (proven.epoch, proven.sequence));
         let admitted = self.quarantine.insert_at(
             &self.roster,
             &self.cfg.quarantine,
@@ -888,8 +1002,13 @@ impl<C: Crypto> Node<C> {
             admitted,
             Admitted::Enforced | Admitted::OverCap | Admitted::Replaced
         ) {
-            self.held
-                .insert(subject, Message::Certificate(bytes).encode().into());
+            self.held.insert(
+                subject,
+                Held {
+                    position,
+                    message: Message::Certificate(bytes).encode().into(),
+                },
+            );
         }
         if admitted == Admitted::Enforced {
             self.enforce(subject);
