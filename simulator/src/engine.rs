@@ -25,13 +25,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use aws_lc_rs::digest;
+use sentinel_protocol::codec::Codec;
 use sentinel_protocol::crypto::{Crypto, ModelledCrypto, RealCrypto, VerifyCache};
-use sentinel_protocol::envelope::{Kind, Stamp, Verified};
+use sentinel_protocol::envelope::{self, Kind, Stamp, Verified};
 use sentinel_protocol::identity::{ED25519_SIGNATURE_LEN, ML_DSA_65_SIGNATURE_LEN, SEED_LEN};
-use sentinel_protocol::message::{Class, TAG_REPORT};
+use sentinel_protocol::message::{Class, Message, TAG_REPORT};
 use sentinel_protocol::node::{DownReason, Event};
 use sentinel_protocol::rng::Rng;
-use sentinel_protocol::telemetry::HostSample;
+use sentinel_protocol::telemetry::{HostSample, Report};
 use sentinel_protocol::{Config, Error, Identity, MeshId, Node, NodeId, Roster, Transmit};
 
 use crate::metrics::Metrics;
@@ -143,7 +144,30 @@ struct Slot {
     verifies_before: u64,
     events_handled: u64,
     cpu_from_us: u64,
+    /// The epoch recorded in the node's (simulated) data directory, and the
+    /// one recorded at its first boot (what a restored old copy holds).
+    stored_epoch: u64,
+    first_epoch: u64,
+    /// The certificates its database holds: subject → (bytes, since, until).
+    stored_certificates: BTreeMap<NodeId, (Arc<[u8]>, u64, u64)>,
+    /// Set when the node equivocates.
+    twin: Option<Box<Twin>>,
 }
+
+/// The second signer of an equivocating node (as a second process with
+/// the same key would be): a conflicting version of each of its reports.
+#[derive(Debug)]
+struct Twin {
+    crypto: SimCrypto,
+    /// (epoch, sequence) → the conflicting version and copies sent so far.
+    versions: BTreeMap<(u64, u64), Version>,
+}
+
+/// A conflicting message and how many copies of that report went out.
+type Version = (Arc<[u8]>, u64);
+
+/// Conflicting versions kept per equivocator (its recent reports).
+const TWIN_VERSIONS: usize = 64;
 
 /// Totals for the CPU estimate and the report.
 #[derive(Debug, Default, Clone, Copy)]
@@ -347,19 +371,20 @@ impl Sim {
             return;
         }
         slot.boots += 1;
-        let epoch = slot.boots;
-        let crypto = match self.sc.crypto {
-            CryptoMode::Modelled => SimCrypto::Modelled(ModelledCrypto::new(self.ids[i])),
-            CryptoMode::Real => match Identity::from_seed(&self.seeds[i]) {
-                Ok(id) => SimCrypto::Real {
-                    inner: Box::new(RealCrypto::new(id)),
-                    cache: self.cache.clone(),
-                },
-                Err(_) => return,
-            },
+        let boots = slot.boots;
+        let Some(crypto) = self.crypto_of(i) else {
+            return;
         };
-        let seed = Rng::derive(self.sc.seed, (i as u64) << 20 | epoch).next_u64();
+        let seed = Rng::derive(self.sc.seed, (i as u64) << 20 | boots).next_u64();
         let now_ms = self.node_ms(i);
+        // The daemon's rule (`Store::begin_epoch`): above every epoch the
+        // data directory recorded and above the clock in ms.
+        let slot = &mut self.slots[i];
+        let epoch = (slot.stored_epoch + 1).max(now_ms);
+        slot.stored_epoch = epoch;
+        if slot.first_epoch == 0 {
+            slot.first_epoch = epoch;
+        }
         let Ok(mut node) = Node::new(
             self.cfg.clone(),
             self.roster.clone(),
@@ -375,6 +400,10 @@ impl Sim {
             mem_permille: 400,
             ..HostSample::default()
         });
+        // Certificates come back from the database before the node joins.
+        for (bytes, since, until) in self.slots[i].stored_certificates.values() {
+            let _ = node.restore_certificate(bytes, (*since, *until), now_ms);
+        }
         node.join(now_ms);
         self.slots[i].node = Some(node);
         self.slots[i].cpu_from_us = self.now;
@@ -388,6 +417,57 @@ impl Sim {
             self.push(self.now + d, EvKind::StallStart(i as u32));
         }
         self.after(i);
+    }
+
+    /// A signer for node `i` in the scenario's crypto mode.
+    fn crypto_of(&self, i: usize) -> Option<SimCrypto> {
+        Some(match self.sc.crypto {
+            CryptoMode::Modelled => SimCrypto::Modelled(ModelledCrypto::new(self.ids[i])),
+            CryptoMode::Real => SimCrypto::Real {
+                inner: Box::new(RealCrypto::new(Identity::from_seed(&self.seeds[i]).ok()?)),
+                cache: self.cache.clone(),
+            },
+        })
+    }
+
+    /// Node `i`'s transmit, or the conflicting version of it when `i`
+    /// equivocates and this is one of its own reports going to every other
+    /// recipient.
+    fn maybe_equivocate(&mut self, i: usize, bytes: Arc<[u8]>) -> Arc<[u8]> {
+        let Some(twin) = self.slots[i].twin.as_mut() else {
+            return bytes;
+        };
+        let Ok(Message::Report(frame)) = Message::decode(&bytes) else {
+            return bytes;
+        };
+        let Ok(header) = envelope::peek_header(frame) else {
+            return bytes;
+        };
+        if header.sender != self.ids[i] {
+            return bytes;
+        }
+        let key = (header.stamp.epoch, header.stamp.sequence);
+        if !twin.versions.contains_key(&key) {
+            let Some(other) = conflicting(&mut twin.crypto, &self.roster, frame) else {
+                return bytes;
+            };
+            if twin.versions.len() >= TWIN_VERSIONS
+                && let Some(oldest) = twin.versions.keys().next().copied()
+            {
+                twin.versions.remove(&oldest);
+            }
+            twin.versions.insert(key, (other, 0));
+        }
+        let Some((other, sent)) = twin.versions.get_mut(&key) else {
+            return bytes;
+        };
+        *sent += 1;
+        if *sent % 2 == 1 {
+            return bytes;
+        }
+        let other = other.clone();
+        self.metrics.equivocated(self.now, i as u32);
+        other
     }
 
     fn account_cpu(&mut self, i: usize) {
@@ -458,6 +538,29 @@ impl Sim {
                 self.groups = Some((0..n).map(|i| (i * a.groups / n) as u32).collect());
             }
             ActionKind::Heal => self.groups = None,
+            ActionKind::Equivocate => {
+                live.retain(|i| self.slots[*i].twin.is_none());
+                self.rng.shuffle(&mut live);
+                for &i in live.iter().take(a.count) {
+                    if let Some(crypto) = self.crypto_of(i) {
+                        self.slots[i].twin = Some(Box::new(Twin {
+                            crypto,
+                            versions: BTreeMap::new(),
+                        }));
+                    }
+                }
+            }
+            ActionKind::Restore => {
+                self.rng.shuffle(&mut live);
+                let count = (a.fraction * live.len() as f64).round() as usize;
+                for &i in live.iter().take(count) {
+                    self.crash(i);
+                    let slot = &mut self.slots[i];
+                    slot.stored_epoch = slot.first_epoch;
+                    slot.stored_certificates.clear();
+                    self.boot(i);
+                }
+            }
         }
     }
 
@@ -557,10 +660,13 @@ impl Sim {
         }
         let next = node.poll_timeout();
         let from = i as u32;
-        for t in transmits.drain(..) {
+        for mut t in transmits.drain(..) {
             let Some(&to) = self.index.get(&t.to) else {
                 continue;
             };
+            if self.slots[i].twin.is_some() {
+                t.bytes = self.maybe_equivocate(i, t.bytes);
+            }
             let len = t.bytes.len();
             let wire = self.wire_len(len);
             self.metrics.sent(self.now, from, wire);
@@ -636,6 +742,21 @@ impl Sim {
 
     fn on_event(&mut self, i: usize, e: Event) {
         let me = i as u32;
+        // An equivocator is cut off on purpose: its verdicts about the
+        // nodes that refuse it, and theirs about it, are not failure
+        // detection.
+        let cut_off = |sim: &Self, p: &NodeId| {
+            sim.slots[i].twin.is_some()
+                || sim
+                    .idx(p)
+                    .is_some_and(|p| sim.slots[p as usize].twin.is_some())
+        };
+        match &e {
+            Event::NeighbourDown { peer: p, .. } | Event::Suspected(p) if cut_off(self, p) => {
+                return;
+            }
+            _ => {}
+        }
         match e {
             Event::NeighbourUp(p) => {
                 if let Some(p) = self.idx(&p) {
@@ -654,13 +775,34 @@ impl Sim {
                     self.metrics.suspected(self.now, p, overloaded);
                 }
             }
-            // Not measured yet: the equivocator adversary and its report
-            // come with the simulator step of the evidence issue.
-            Event::Refuted(_)
-            | Event::Quarantined { .. }
-            | Event::CertificateReplaced { .. }
-            | Event::QuarantineEnforced(_)
-            | Event::QuarantineLifted(_) => {}
+            Event::Quarantined {
+                subject,
+                certificate,
+                ..
+            }
+            | Event::CertificateReplaced {
+                subject,
+                certificate,
+                ..
+            } => {
+                if let Some(x) = self.idx(&subject) {
+                    self.metrics.certificate_held(self.now, me, x);
+                }
+                let period = self.slots[i]
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.quarantine().get(&subject))
+                    .map(|e| (e.since_ms, e.until_ms));
+                if let Some((since, until)) = period {
+                    self.slots[i]
+                        .stored_certificates
+                        .insert(subject, (certificate, since, until));
+                }
+            }
+            Event::QuarantineLifted(subject) => {
+                self.slots[i].stored_certificates.remove(&subject);
+            }
+            Event::Refuted(_) | Event::QuarantineEnforced(_) => {}
             Event::ReportReceived { origin, stamp, .. } => {
                 if let Some(o) = self.idx(&origin) {
                     self.metrics
@@ -670,9 +812,12 @@ impl Sim {
             Event::ReportSent {
                 stamp, subjects, ..
             } => {
-                let subjects: Vec<u32> = subjects.iter().filter_map(|s| self.idx(s)).collect();
-                self.metrics
-                    .report_sent(self.now, me, stamp.epoch, stamp.sequence, &subjects);
+                // An equivocator's reports are not owed to anyone.
+                if self.slots[i].twin.is_none() {
+                    let subjects: Vec<u32> = subjects.iter().filter_map(|s| self.idx(s)).collect();
+                    self.metrics
+                        .report_sent(self.now, me, stamp.epoch, stamp.sequence, &subjects);
+                }
                 let overloaded = self.slots[i].overloaded;
                 let cpu = if overloaded { 900 } else { 100 } + self.rng.between(0, 100);
                 if let Some(node) = self.slots[i].node.as_mut() {
@@ -704,11 +849,25 @@ impl Sim {
         self.cache.borrow().stats()
     }
 
-    /// Nodes up at the end with an empty active view.
+    /// How many different certificates about node `x` the live nodes hold.
+    #[must_use]
+    pub fn distinct_certificates(&self, x: u32) -> usize {
+        let subject = self.ids[x as usize];
+        self.slots
+            .iter()
+            .filter_map(|s| s.node.as_ref()?.quarantine().get(&subject))
+            .map(|e| e.certificate.to_bytes())
+            .collect::<std::collections::BTreeSet<Vec<u8>>>()
+            .len()
+    }
+
+    /// Nodes up at the end with an empty active view (equivocators, cut off
+    /// on purpose, not counted).
     #[must_use]
     pub fn isolated(&self) -> usize {
         self.slots
             .iter()
+            .filter(|s| s.twin.is_none())
             .filter(|s| s.node.as_ref().is_some_and(|n| n.active_view().is_empty()))
             .count()
     }
@@ -734,4 +893,22 @@ impl Sim {
 
 fn hex_string(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A second signed version of `frame` (one of the signer's own reports):
+/// the same (epoch, sequence), a report that differs in its start time.
+fn conflicting(crypto: &mut SimCrypto, roster: &Roster, frame: &[u8]) -> Option<Arc<[u8]>> {
+    let verified = crypto.open(roster, frame).ok()?;
+    let mut report = Report::decode_exact(verified.payload()).ok()?;
+    report.start_ms = report.start_ms.wrapping_add(1);
+    let header = verified.header();
+    let other = crypto
+        .seal(
+            roster.mesh_id(),
+            header.kind,
+            header.stamp,
+            &report.to_bytes(),
+        )
+        .ok()?;
+    Some(Message::Report(&other).encode().into())
 }

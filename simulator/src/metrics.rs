@@ -84,6 +84,13 @@ pub struct Metrics {
     pub(crate) bytes_in: Vec<u64>,
     pub(crate) bytes_out: Vec<u64>,
     pub(crate) msgs: Vec<u64>,
+    /// Equivocators: when each first sent two versions of one report, and
+    /// who was live then.
+    pub(crate) equivocations: BTreeMap<u32, (u64, Vec<bool>)>,
+    /// subject → node → when the node first held a certificate about it.
+    pub(crate) held: BTreeMap<u32, BTreeMap<u32, u64>>,
+    /// Quarantines of nodes that never equivocated: (time s, node, subject).
+    pub(crate) honest_quarantined: Vec<(f64, u32, u32)>,
 }
 
 impl Metrics {
@@ -124,6 +131,9 @@ impl Metrics {
             bytes_in: vec![0; n],
             bytes_out: vec![0; n],
             msgs: vec![0; n],
+            equivocations: BTreeMap::new(),
+            held: BTreeMap::new(),
+            honest_quarantined: Vec::new(),
         }
     }
 
@@ -375,6 +385,59 @@ impl Metrics {
             .values()
             .filter(|&&t| now_us.saturating_sub(t) >= RESTART_GRACE_US)
             .count()
+    }
+
+    /// `x` sent two versions of one signed report for the first time.
+    pub(crate) fn equivocated(&mut self, now_us: u64, x: u32) {
+        let live = self.live.clone();
+        self.equivocations.entry(x).or_insert((now_us, live));
+    }
+
+    /// `node` holds a certificate quarantining `subject` (first time counts).
+    pub(crate) fn certificate_held(&mut self, now_us: u64, node: u32, subject: u32) {
+        if !self.equivocations.contains_key(&subject) {
+            self.honest_quarantined
+                .push((now_us as f64 / 1e6, node, subject));
+        }
+        self.held
+            .entry(subject)
+            .or_default()
+            .entry(node)
+            .or_insert(now_us);
+    }
+
+    /// For each equivocator, ms from its first equivocation until 99% (and
+    /// all) of the honest nodes live both then and at the end held a
+    /// certificate about it (`None`: not within the run), and the fraction
+    /// of those nodes holding one at the end.
+    pub(crate) fn certificate_spread(&self) -> Vec<(u32, Option<u64>, Option<u64>, f64)> {
+        let empty = BTreeMap::new();
+        self.equivocations
+            .iter()
+            .map(|(&x, (t0, live_then))| {
+                let held = self.held.get(&x).unwrap_or(&empty);
+                let eligible: Vec<u32> = (0..self.n as u32)
+                    .filter(|&i| {
+                        live_then[i as usize]
+                            && self.live[i as usize]
+                            && !self.equivocations.contains_key(&i)
+                    })
+                    .collect();
+                let mut times: Vec<u64> = eligible
+                    .iter()
+                    .filter_map(|i| held.get(i).map(|t| t.saturating_sub(*t0) / 1000))
+                    .collect();
+                times.sort_unstable();
+                let need = (eligible.len() as f64 * 0.99).ceil() as usize;
+                let at = |k: usize| (k > 0).then(|| times.get(k - 1).copied()).flatten();
+                let ratio = if eligible.is_empty() {
+                    1.0
+                } else {
+                    times.len() as f64 / eligible.len() as f64
+                };
+                (x, at(need), at(eligible.len()), ratio)
+            })
+            .collect()
     }
 
     pub(crate) fn nodes(&self) -> usize {

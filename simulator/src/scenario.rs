@@ -240,6 +240,15 @@ pub enum ActionKind {
     Partition,
     /// End any partition.
     Heal,
+    /// `count` random live nodes start equivocating: each of their reports
+    /// goes out in two signed versions under one (epoch, sequence), to
+    /// different neighbours — what two processes sharing one key and one
+    /// data directory do.
+    Equivocate,
+    /// Crash a random `fraction` of the live nodes and restart them at once
+    /// from a data directory restored from the copy taken at their first
+    /// boot (an old backup): their recorded epoch goes back.
+    Restore,
 }
 
 /// One scheduled action.
@@ -256,6 +265,9 @@ pub struct Action {
     /// For partition: the number of groups.
     #[serde(default)]
     pub groups: usize,
+    /// For equivocate: how many nodes.
+    #[serde(default)]
+    pub count: usize,
 }
 
 /// Protocol tunables a scenario may change (the rest keep their defaults).
@@ -423,7 +435,15 @@ impl Scenario {
                 });
             }
             match a.action {
-                ActionKind::Crash | ActionKind::Leave => fraction("events.fraction", a.fraction)?,
+                ActionKind::Crash | ActionKind::Leave | ActionKind::Restore => {
+                    fraction("events.fraction", a.fraction)?;
+                }
+                ActionKind::Equivocate if a.count == 0 || a.count > self.nodes => {
+                    return Err(ScenarioError::Invalid {
+                        field: "events.count",
+                        rule: format!("equivocate needs 1 to {} nodes", self.nodes),
+                    });
+                }
                 ActionKind::Partition if a.groups < 2 => {
                     return Err(ScenarioError::Invalid {
                         field: "events.groups",

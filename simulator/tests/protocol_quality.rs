@@ -102,3 +102,50 @@ fn a_partition_heals_and_delivery_recovers() {
         r.recovery
     );
 }
+
+#[test]
+fn equivocators_are_certified_everywhere_and_crashes_and_restores_frame_nobody() {
+    let r = run(r#"
+        name = "equivocation"
+        nodes = 200
+        duration_s = 130
+        warmup_s = 30
+        seed = 23
+        boot_stagger_ms = 20
+        [network]
+        latency_median_ms = 50
+        loss = 0.001
+        [churn]
+        fraction = 0.05
+        mean_up_s = 40
+        mean_down_s = 8
+        [[events]]
+        at_s = 50
+        action = "equivocate"
+        count = 2
+        [[events]]
+        at_s = 60
+        action = "crash"
+        fraction = 0.1
+        [[events]]
+        at_s = 70
+        action = "restart"
+        [[events]]
+        at_s = 80
+        action = "restore"
+        fraction = 0.05
+        [[events]]
+        at_s = 90
+        action = "equivocate"
+        count = 2
+    "#);
+    let eq = &r.equivocation;
+    assert_eq!(eq.equivocators, 4, "{eq:?}");
+    assert_eq!(eq.certified_at_99pct, 4, "{eq:?}");
+    assert!(eq.time_to_99pct_ms.max <= 2_000.0, "{eq:?}");
+    assert_eq!(eq.min_holding_at_end, 1.0, "{eq:?}");
+    assert_eq!(eq.max_distinct_certificates, 1, "{eq:?}");
+    assert_eq!(eq.honest_quarantined, 0, "{eq:?}");
+    assert_eq!(r.detection.false_deaths, 0, "{:?}", r.detection);
+    assert_eq!(r.isolated_at_end, 0);
+}
