@@ -546,8 +546,10 @@ scrape_interval_ms = 5000
 # (format: ARCHITECTURE.md, "Enforcement hooks").
 # blocklist_file = "blocklist.json"
 # Program run on every change as: <hook> quarantine|lift <subject id> <address>
-# (environment: SENTINEL_ACTION, SENTINEL_SUBJECT, SENTINEL_SUBJECT_NAME,
-# SENTINEL_ADDRESS, SENTINEL_FAULT, SENTINEL_UNTIL_MS). Non-zero exits are logged.
+# (environment: QUARANTINE_ACTION, QUARANTINE_SUBJECT, QUARANTINE_SUBJECT_NAME,
+# QUARANTINE_ADDRESS, QUARANTINE_FAULT, QUARANTINE_UNTIL_MS). Non-zero exits are logged.
+# It is also called at every start for each quarantine in force, so it must be
+# idempotent; calls run one at a time, in order.
 # exec_hook = "/usr/local/bin/sentinel-enforce"
 # The hook is killed after this long, ms (100 to 600000).
 hook_timeout_ms = 10000

@@ -114,8 +114,17 @@ pub fn prepare(
     for _ in 0..n + outsiders {
         identities.push(new_identity()?);
     }
-    let roster = Roster::equal_weight(mesh, identities[..n].iter().map(|i| i.public().clone()))
-        .map_err(|e| e.to_string())?;
+    // Members are named after their directories (node-0, node-1, ...).
+    let members = identities[..n]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| sentinel_protocol::roster::Member {
+            public: id.public().clone(),
+            weight: 1,
+            name: format!("node-{i}"),
+        })
+        .collect();
+    let roster = Roster::new(mesh, members).map_err(|e| e.to_string())?;
     let mut book = AddressBook::default();
     let mut nodes = Vec::new();
     for (i, identity) in identities.iter().enumerate() {

@@ -166,12 +166,12 @@ pub async fn run_hook(
         .arg(action.as_str())
         .arg(&subject.id)
         .arg(&address)
-        .env("SENTINEL_ACTION", action.as_str())
-        .env("SENTINEL_SUBJECT", &subject.id)
-        .env("SENTINEL_SUBJECT_NAME", &subject.name)
-        .env("SENTINEL_ADDRESS", &address)
-        .env("SENTINEL_FAULT", &subject.fault)
-        .env("SENTINEL_UNTIL_MS", subject.until_ms.to_string())
+        .env("QUARANTINE_ACTION", action.as_str())
+        .env("QUARANTINE_SUBJECT", &subject.id)
+        .env("QUARANTINE_SUBJECT_NAME", &subject.name)
+        .env("QUARANTINE_ADDRESS", &address)
+        .env("QUARANTINE_FAULT", &subject.fault)
+        .env("QUARANTINE_UNTIL_MS", subject.until_ms.to_string())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -235,7 +235,7 @@ mod tests {
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\necho \"$1 $2 $3 $SENTINEL_FAULT $SENTINEL_SUBJECT_NAME\" >> {}\n[ \"$1\" = lift ] && {{ echo nope >&2; exit 3; }}\nexit 0\n",
+                "#!/bin/sh\necho \"$1 $2 $3 $QUARANTINE_FAULT $QUARANTINE_SUBJECT_NAME\" >> {}\n[ \"$1\" = lift ] && {{ echo nope >&2; exit 3; }}\nexit 0\n",
                 out.display()
             ),
         )

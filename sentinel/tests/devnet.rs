@@ -3,60 +3,18 @@
 //! restarted, it rejoins with a newer epoch and its database intact; a second
 //! process on the same data dir is refused; garbage on the QUIC and API
 //! ports crashes nothing; a guarded node's metrics reach the others in
-//! signed telemetry.
+//! signed telemetry. None of the crashes, restores and refused processes
+//! produces evidence against the honest node they happen to.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::Command;
+use std::time::Duration;
+
+use common::{
+    Proc, api, assert_nobody_quarantined, copy_files, log_of, start, terminate, wait_for,
+};
 use sentinel::devnet::{self, DevNode};
-use serde_json::Value;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(node: &DevNode, env: &[(&str, &str)]) -> Proc {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(node.dir.join("sentinel.log"))
-        .expect("log file opens");
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_sentinel"))
-            .args(["run", "--config"])
-            .arg(&node.config)
-            .env("SENTINEL_LOG_LEVEL", "debug")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("sentinel starts"),
-    )
-}
-
-fn api(rt: &tokio::runtime::Runtime, node: &DevNode, path: &str) -> Option<Value> {
-    rt.block_on(node.api_json(path)).ok()
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
-
-fn log_of(node: &DevNode) -> String {
-    std::fs::read_to_string(node.dir.join("sentinel.log")).unwrap_or_default()
-}
 
 const GUARDED_PEERS: u64 = 7;
 
@@ -266,6 +224,9 @@ fn five_sentinels_mesh_detect_a_kill_and_take_it_back() {
             n.id
         );
     }
+    // The kill, the restart and the refused second process produced no
+    // evidence against the victim anywhere.
+    assert_nobody_quarantined(&rt, &nodes);
     // Graceful stop: SIGTERM, a clean exit.
     for p in procs.iter_mut().flatten() {
         let _ = Command::new("kill")
@@ -276,25 +237,6 @@ fn five_sentinels_mesh_detect_a_kill_and_take_it_back() {
     for p in procs.iter_mut().flatten() {
         let status = p.0.wait().unwrap();
         assert!(status.success(), "exit status {status}");
-    }
-}
-
-fn terminate(p: &mut Proc) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(p.0.id().to_string())
-        .status();
-    let status = p.0.wait().expect("waits");
-    assert!(status.success(), "exit status {status}");
-}
-
-/// Copies the files of `from` into a new directory `to`.
-fn copy_files(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir(to).expect("creates the copy");
-    for entry in std::fs::read_dir(from).expect("lists the original") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().expect("a file name");
-        std::fs::copy(&path, to.join(name)).expect("copies");
     }
 }
 
@@ -389,6 +331,8 @@ fn a_restored_data_dir_never_reuses_an_epoch() {
         );
         assert!(held.contains(&e3));
     }
+    // Neither the crash nor the restore produced evidence against it.
+    assert_nobody_quarantined(&rt, &nodes);
     for p in &mut procs {
         terminate(p);
     }

@@ -1,0 +1,86 @@
+//! Helpers shared by the tests that run real sentinel processes.
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sentinel::devnet::DevNode;
+use serde_json::Value;
+
+/// A sentinel process, killed when dropped.
+pub(crate) struct Proc(pub(crate) Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub(crate) fn start(node: &DevNode, env: &[(&str, &str)]) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(node.dir.join("sentinel.log"))
+        .expect("log file opens");
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_sentinel"))
+            .args(["run", "--config"])
+            .arg(&node.config)
+            .env("SENTINEL_LOG_LEVEL", "debug")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sentinel starts"),
+    )
+}
+
+pub(crate) fn api(rt: &tokio::runtime::Runtime, node: &DevNode, path: &str) -> Option<Value> {
+    rt.block_on(node.api_json(path)).ok()
+}
+
+pub(crate) fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+pub(crate) fn log_of(node: &DevNode) -> String {
+    std::fs::read_to_string(node.dir.join("sentinel.log")).unwrap_or_default()
+}
+
+pub(crate) fn terminate(p: &mut Proc) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(p.0.id().to_string())
+        .status();
+    let status = p.0.wait().expect("waits");
+    assert!(status.success(), "exit status {status}");
+}
+
+/// Copies the files of `from` into a new directory `to`.
+pub(crate) fn copy_files(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir(to).expect("creates the copy");
+    for entry in std::fs::read_dir(from).expect("lists the original") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("a file name");
+        std::fs::copy(&path, to.join(name)).expect("copies");
+    }
+}
+
+/// No sentinel among `nodes` found or took evidence against anyone: the
+/// safety check after crashes, restores and refused second processes.
+pub(crate) fn assert_nobody_quarantined(rt: &tokio::runtime::Runtime, nodes: &[DevNode]) {
+    for n in nodes {
+        let s = api(rt, n, "/v1/status").expect("status answers");
+        assert_eq!(s["equivocations_detected"], 0, "{}: {s}", n.id);
+        assert_eq!(s["certificates_accepted"], 0, "{}: {s}", n.id);
+        assert_eq!(s["quarantined"], serde_json::json!([]), "{}: {s}", n.id);
+    }
+}
