@@ -1,5 +1,5 @@
 //! Envelope sign/verify against the raw aws-lc-rs primitives, record-from-batch
-//! verification, and codec throughput. Every figure that matters is compared
+//! and quarantine-certificate verification, and codec throughput. Every figure that matters is compared
 //! with a reference measured in the same run; `cargo run -p sentinel-benches
 //! --bin bench-report` prints the ratios.
 //!
@@ -20,6 +20,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use sentinel_protocol::batch::{RecordProof, SignedBatch};
 use sentinel_protocol::codec::Codec;
 use sentinel_protocol::envelope::{self, Kind, Stamp};
+use sentinel_protocol::evidence::{Certificate, Evidence, QuarantinePolicy};
 use sentinel_protocol::identity::{HybridSignature, ML_DSA_65_SIGNATURE_LEN, SEED_LEN};
 use sentinel_protocol::{Identity, Roster};
 
@@ -39,6 +40,8 @@ struct Fixture {
     signed: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
     /// Encoded record proofs, as a receiver gets them.
     proofs: Vec<Vec<u8>>,
+    /// Encoded equivocation certificates (two 4 KB frames each).
+    certificates: Vec<Vec<u8>>,
 }
 
 fn payload(i: usize) -> Vec<u8> {
@@ -88,7 +91,23 @@ fn fixture() -> Fixture {
             batch.prove((i * 37) % BATCH).unwrap().to_bytes()
         })
         .collect();
+    // Each frame against a second version under its (epoch, sequence).
+    let policy = QuarantinePolicy::default();
+    let certificates = frames
+        .iter()
+        .enumerate()
+        .map(|(i, frame)| {
+            let mut other = payload(i);
+            other[0] ^= 1;
+            let twin = envelope::seal(&identity, &mesh, Kind::Telemetry, stamp(i), &other).unwrap();
+            let evidence = Evidence::equivocation(&roster, frame, &twin).unwrap();
+            Certificate::from_evidence(&roster, &policy, evidence)
+                .unwrap()
+                .to_bytes()
+        })
+        .collect();
     Fixture {
+        certificates,
         identity,
         roster,
         ed,
@@ -132,6 +151,14 @@ fn verify(c: &mut Criterion, f: &Fixture) {
         b.iter(|| {
             i = (i + 1) % DISTINCT;
             envelope::open(&f.roster, black_box(&f.frames[i])).unwrap();
+        });
+    });
+    let policy = QuarantinePolicy::default();
+    g.bench_function("certificate_decode_and_verify", |b| {
+        b.iter(|| {
+            i = (i + 1) % DISTINCT;
+            let cert = Certificate::decode_exact(black_box(&f.certificates[i])).unwrap();
+            cert.verify(&f.roster, &policy).unwrap();
         });
     });
     g.bench_function("record_from_batch_of_100", |b| {
@@ -215,6 +242,11 @@ fn codec(c: &mut Criterion, f: &Fixture) {
 
 fn benches(c: &mut Criterion) {
     let f = fixture();
+    eprintln!(
+        "quarantine certificate: {} bytes (two {}-byte frames)",
+        f.certificates[0].len(),
+        f.frames[0].len()
+    );
     verify(c, &f);
     sign(c, &f);
     codec(c, &f);

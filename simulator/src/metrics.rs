@@ -258,7 +258,8 @@ impl Metrics {
         interested.remove(&origin);
         let interested: Vec<u32> = interested
             .into_iter()
-            .filter(|x| self.live[*x as usize])
+            // Equivocators are cut off on purpose: nothing is owed to them.
+            .filter(|x| self.live[*x as usize] && !self.equivocations.contains_key(x))
             .collect();
         let k = interested.len();
         let key = (origin, epoch, sequence);

@@ -54,6 +54,12 @@ const RATIOS: &[(&str, &str, &str, Option<f64>)] = &[
         None,
     ),
     (
+        "quarantine certificate decode + verify / envelope verify (target: two verifies)",
+        "verify/certificate_decode_and_verify",
+        "verify/envelope_open",
+        Some(2.20),
+    ),
+    (
         "batch of 100 seal / one envelope seal",
         "sign/batch_seal_100_records",
         "sign/envelope_seal",
