@@ -292,8 +292,13 @@ impl Gossip {
             digest,
             answered: Vec::new(),
         };
-        // A `Seen` of another version may have come first.
-        if let Some(echo) = self.echoes.remove(&origin)
+        // A `Seen` of another version may have come first (one about a
+        // later position stays for when that one arrives).
+        if self
+            .echoes
+            .get(&origin)
+            .is_some_and(|e| e.position <= stored.position())
+            && let Some(echo) = self.echoes.remove(&origin)
             && echo.position == stored.position()
         {
             stored.answer(ctx, echo.from, &echo.digest);
