@@ -764,7 +764,14 @@ impl Driver<'_> {
             .quarantine()
             .entries()
             .filter(|e| e.enforced && e.until_ms > now)
-            .map(|e| (e.proven.subject, self.blocked(e)))
+            .map(|e| {
+                let b = self.blocked(
+                    e.proven.subject,
+                    e.proven.fault.name(),
+                    (e.since_ms, e.until_ms),
+                );
+                (e.proven.subject, b)
+            })
             .collect();
         let first = self.outside.is_none();
         let before = self.outside.take().unwrap_or_default();
@@ -799,24 +806,10 @@ impl Driver<'_> {
     /// sentinel was down, and records that they are over.
     fn lift_ended_while_down(&mut self, rows: &[CertificateRow]) {
         for row in rows {
-            if let Some(h) = &self.hook {
+            if let (Some(h), Ok(id)) = (&self.hook, NodeId::from_hex(&row.subject)) {
                 h.call(
                     Action::Lift,
-                    Blocked {
-                        id: row.subject.clone(),
-                        name: NodeId::from_hex(&row.subject)
-                            .ok()
-                            .and_then(|id| self.roster.get(&id))
-                            .map(|m| m.name.clone())
-                            .unwrap_or_default(),
-                        address: NodeId::from_hex(&row.subject)
-                            .ok()
-                            .and_then(|id| self.addresses.get(&id))
-                            .map(|a| a.to_string()),
-                        fault: row.fault.clone(),
-                        since_ms: row.since_ms,
-                        until_ms: row.until_ms,
-                    },
+                    self.blocked(id, &row.fault, (row.since_ms, row.until_ms)),
                 );
             }
             self.store_write(|s| s.set_enforced(&row.subject, false));
@@ -843,8 +836,8 @@ impl Driver<'_> {
         }
     }
 
-    fn blocked(&self, e: &Entry) -> Blocked {
-        let id = e.proven.subject;
+    /// What the world outside is told about a quarantine of `id`.
+    fn blocked(&self, id: NodeId, fault: &str, (since_ms, until_ms): (u64, u64)) -> Blocked {
         Blocked {
             id: id.to_hex(),
             name: self
@@ -853,9 +846,9 @@ impl Driver<'_> {
                 .map(|m| m.name.clone())
                 .unwrap_or_default(),
             address: self.addresses.get(&id).map(|a| a.to_string()),
-            fault: e.proven.fault.name().to_owned(),
-            since_ms: e.since_ms,
-            until_ms: e.until_ms,
+            fault: fault.to_owned(),
+            since_ms,
+            until_ms,
         }
     }
 

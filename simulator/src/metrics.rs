@@ -390,8 +390,9 @@ impl Metrics {
 
     /// `x` sent two versions of one signed report for the first time.
     pub(crate) fn equivocated(&mut self, now_us: u64, x: u32) {
-        let live = self.live.clone();
-        self.equivocations.entry(x).or_insert((now_us, live));
+        if !self.equivocations.contains_key(&x) {
+            self.equivocations.insert(x, (now_us, self.live.clone()));
+        }
     }
 
     /// `node` holds a certificate quarantining `subject` (first time counts).

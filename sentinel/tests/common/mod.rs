@@ -1,5 +1,5 @@
 //! Helpers shared by the tests that run real sentinel processes.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test binary uses some of these helpers")]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
