@@ -115,6 +115,17 @@ impl Gossip {
         self.store.get(origin).map(|s| &s.message[1..])
     }
 
+    /// Origins whose latest report observes `subject`.
+    pub(crate) fn observers_of<'a>(
+        &'a self,
+        subject: &'a NodeId,
+    ) -> impl Iterator<Item = NodeId> + 'a {
+        self.store
+            .iter()
+            .filter(|(_, s)| s.subjects.binary_search(subject).is_ok())
+            .map(|(o, _)| *o)
+    }
+
     /// Drops what is held from a quarantined origin.
     pub(crate) fn forget(&mut self, origin: &NodeId) {
         self.store.remove(origin);

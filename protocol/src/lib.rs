@@ -29,6 +29,9 @@
 //! - [`evidence`]: self-proving faults (equivocation), the evidence and
 //!   quarantine certificates anyone can verify with the roster, and the
 //!   quarantine state (TTL, cap on the quarantined share of the roster).
+//! - [`features`]: the versioned feature schema and its extraction from
+//!   signed reports; [`suspicion`]: per-neighbour hysteresis over the scores
+//!   the host's model returns.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -38,6 +41,7 @@ pub mod crypto;
 pub mod envelope;
 pub mod error;
 pub mod evidence;
+pub mod features;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gossip;
@@ -52,6 +56,7 @@ pub mod node;
 pub mod replay;
 pub mod rng;
 pub mod roster;
+pub mod suspicion;
 pub mod telemetry;
 
 pub use error::{Error, InvalidMessage, PeerMisbehaved, Result};

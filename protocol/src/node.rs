@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::evidence::{
     Admitted, Certificate, CertificateError, Evidence, Fault, Proven, Quarantine, QuarantinePolicy,
 };
+use crate::features::{Row, Score};
 use crate::gossip::Gossip;
 use crate::identity::NodeId;
 use crate::membership::Membership;
@@ -30,6 +31,7 @@ use crate::message::{Class, Message};
 use crate::replay::TimeWindow;
 use crate::rng::Rng;
 use crate::roster::Roster;
+use crate::suspicion::{Change, SuspicionPolicy, Suspicions};
 use crate::telemetry::{HostSample, LinkSample, MAX_NEIGHBOURS, MAX_SAMPLES, Observation, Report};
 
 /// Every tunable of a node. Times are milliseconds.
@@ -102,6 +104,8 @@ pub struct Config {
     pub time_window: TimeWindow,
     /// Quarantine rules (certificate TTL, cap on the quarantined share).
     pub quarantine: QuarantinePolicy,
+    /// Scoring neighbours and local suspicion (off by default).
+    pub suspicion: SuspicionPolicy,
 }
 
 impl Default for Config {
@@ -135,6 +139,7 @@ impl Default for Config {
             seen_fanout: 2,
             time_window: TimeWindow::default(),
             quarantine: QuarantinePolicy::default(),
+            suspicion: SuspicionPolicy::default(),
         }
     }
 }
@@ -210,7 +215,7 @@ impl Config {
         if self.control_rate_per_s == 0 {
             return bad("control_rate_per_s", "must be positive");
         }
-        Ok(())
+        self.suspicion.validate()
     }
 }
 
@@ -283,6 +288,26 @@ pub enum Event {
     QuarantineEnforced(NodeId),
     /// A quarantine's time ran out.
     QuarantineLifted(NodeId),
+    /// Feature rows for the host to score: one per neighbour, made after
+    /// this node signed a report. Answer with [`Node::handle_scores`] and
+    /// the same `window`. Only when [`SuspicionPolicy::enabled`].
+    ScoreRequest {
+        /// This node's clock when the rows were made (the window's end).
+        window: u64,
+        /// (subject, features), ascending by subject.
+        rows: Vec<(NodeId, Row)>,
+    },
+    /// A neighbour's scores crossed the raise threshold for long enough.
+    SuspicionRaised {
+        /// Who.
+        subject: NodeId,
+        /// The score of the window that raised it.
+        score: Score,
+        /// That window.
+        window: u64,
+    },
+    /// A suspected neighbour scored low for long enough, or left the view.
+    SuspicionCleared(NodeId),
     /// This node signed and sent a report.
     ReportSent {
         /// Its stamp.
@@ -545,6 +570,10 @@ pub struct Node<C: Crypto> {
     held: BTreeMap<NodeId, Held>,
     /// Subjects offered to each new neighbour and not yet asked for.
     offered: BTreeMap<NodeId, BTreeSet<NodeId>>,
+    /// Local suspicion of neighbours.
+    suspicions: Suspicions,
+    /// The window of the latest [`Event::ScoreRequest`].
+    score_window: Option<u64>,
 }
 
 /// A certificate held, ready to send.
@@ -645,6 +674,8 @@ impl<C: Crypto> Node<C> {
             blocked,
             held,
             offered,
+            suspicions: Suspicions::default(),
+            score_window: None,
         })
     }
 
@@ -1194,5 +1225,90 @@ impl<C: Crypto> Node<C> {
             bytes,
             subjects: report.subjects().collect(),
         });
+        if self.cfg.suspicion.enabled {
+            self.request_scores(now_ms);
+        }
+    }
+
+    /// Extracts a feature row for every neighbour from the reports held
+    /// and asks the host to score them.
+    fn request_scores(&mut self, now_ms: u64) {
+        let subjects: Vec<NodeId> = self.membership.active().collect();
+        // Forget neighbours that left the view.
+        let gone: Vec<NodeId> = self
+            .suspicions
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| subjects.binary_search(id).is_err())
+            .collect();
+        for id in gone {
+            if self.suspicions.forget(&id) {
+                ctx!(self).event(Event::SuspicionCleared(id));
+            }
+        }
+        if subjects.is_empty() {
+            return;
+        }
+        // Decode each report needed once: the subjects', ours and those
+        // of everyone observing a subject.
+        let mut origins: BTreeSet<NodeId> = subjects.iter().copied().collect();
+        origins.insert(self.me);
+        for s in &subjects {
+            origins.extend(self.gossip.observers_of(s));
+        }
+        let decoded: Vec<(NodeId, Report)> = origins
+            .into_iter()
+            .filter_map(|o| Some((o, self.report_contents(&o)?.1)))
+            .collect();
+        let reports: Vec<(NodeId, &Report)> = decoded.iter().map(|(o, r)| (*o, r)).collect();
+        let horizon_ms = 2 * self.cfg.report_interval_ms();
+        let rows = subjects
+            .into_iter()
+            .map(|subject| {
+                let row = crate::features::extract(&crate::features::Inputs {
+                    subject,
+                    observer: self.me,
+                    now_ms,
+                    horizon_ms,
+                    reports: &reports,
+                });
+                (subject, row)
+            })
+            .collect();
+        self.score_window = Some(now_ms);
+        ctx!(self).event(Event::ScoreRequest {
+            window: now_ms,
+            rows,
+        });
+    }
+
+    /// Takes back the host's scores for the rows of the
+    /// [`Event::ScoreRequest`] with this `window`; scores for an older
+    /// window, or for subjects no longer in the active view, are ignored.
+    pub fn handle_scores(&mut self, window: u64, scores: &[(NodeId, Score)]) {
+        if self.score_window != Some(window) {
+            return;
+        }
+        let policy = self.cfg.suspicion;
+        for (subject, score) in scores {
+            if !self.membership.is_active(subject) {
+                continue;
+            }
+            match self.suspicions.update(&policy, *subject, *score) {
+                Change::Raised => ctx!(self).event(Event::SuspicionRaised {
+                    subject: *subject,
+                    score: *score,
+                    window,
+                }),
+                Change::Cleared => ctx!(self).event(Event::SuspicionCleared(*subject)),
+                Change::None => {}
+            }
+        }
+    }
+
+    /// Local suspicion of neighbours scored so far.
+    #[must_use]
+    pub fn suspicions(&self) -> &Suspicions {
+        &self.suspicions
     }
 }

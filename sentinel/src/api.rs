@@ -29,6 +29,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/telemetry/{node}", get(telemetry))
         .route("/v1/quarantine", get(quarantine))
+        .route("/v1/scores", get(scores))
         .route("/v1/quarantine/{node}", get(quarantine_of))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -98,6 +99,18 @@ async fn peers(State(shared): State<Arc<Shared>>) -> Response {
     match shared.peers.lock() {
         Ok(p) => Json(p.clone()).into_response(),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "peers unavailable"),
+    }
+}
+
+/// The latest score of every neighbour scored, with its local suspicion.
+async fn scores(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.scores.lock() {
+        Ok(s) => Json(serde_json::json!({
+            "model": s.model,
+            "neighbours": s.latest.values().collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "scores unavailable"),
     }
 }
 

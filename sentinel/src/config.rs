@@ -9,8 +9,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// The sections, in file order (also the first word of an env override).
-const SECTIONS: [&str; 7] = [
-    "node", "quic", "api", "storage", "log", "collect", "enforce",
+const SECTIONS: [&str; 8] = [
+    "node",
+    "quic",
+    "api",
+    "storage",
+    "log",
+    "collect",
+    "enforce",
+    "detection",
 ];
 
 /// The whole configuration.
@@ -31,6 +38,78 @@ pub struct Config {
     pub collect: CollectSection,
     /// `[enforce]`.
     pub enforce: EnforceSection,
+    /// `[detection]`: scoring neighbours with a model.
+    pub detection: DetectionSection,
+}
+
+/// `[detection]`: which model scores the neighbours' feature rows and when
+/// local suspicion is raised.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionSection {
+    /// Score neighbours at all. Default true.
+    pub enabled: bool,
+    /// A shipped model's name (`mlp-classifier`, `mlp-autoencoder`) or the
+    /// path of a model manifest (`NAME.json` next to `NAME.onnx`). Default
+    /// `mlp-classifier`.
+    pub model: String,
+    /// Refuse to start unless the model file's SHA-256 is this (hex), as
+    /// the mesh's policy pins it. Default none.
+    pub pinned_sha256: Option<String>,
+    /// Score (0 to 1) at or above which a window counts towards suspicion.
+    /// Default 0.9.
+    pub raise: f32,
+    /// Score below which a window counts towards clearing it; at most
+    /// `raise`. Default 0.5.
+    pub clear: f32,
+    /// Consecutive high windows (one per signed report) that raise
+    /// suspicion, 1 to 100. Default 2.
+    pub raise_after: u8,
+    /// Consecutive low windows that clear it, 1 to 100. Default 3.
+    pub clear_after: u8,
+}
+
+impl Default for DetectionSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            model: "mlp-classifier".into(),
+            pinned_sha256: None,
+            raise: 0.9,
+            clear: 0.5,
+            raise_after: 2,
+            clear_after: 3,
+        }
+    }
+}
+
+impl DetectionSection {
+    /// The node's suspicion policy.
+    #[must_use]
+    pub fn policy(&self) -> sentinel_protocol::suspicion::SuspicionPolicy {
+        use sentinel_protocol::features::Score;
+        sentinel_protocol::suspicion::SuspicionPolicy {
+            enabled: self.enabled,
+            raise: Score::quantise(self.raise),
+            clear: Score::quantise(self.clear),
+            raise_after: self.raise_after,
+            clear_after: self.clear_after,
+        }
+    }
+
+    /// Loads the configured model (a shipped one by name, else a manifest
+    /// path), checked against `pinned_sha256`.
+    ///
+    /// # Errors
+    /// The model error, which names the check that failed.
+    pub fn load_model(&self) -> Result<sentinel_models::TractScorer, sentinel_models::ModelError> {
+        let pinned = self.pinned_sha256.as_deref();
+        if self.model.ends_with(".json") || self.model.contains('/') {
+            sentinel_models::TractScorer::load(Path::new(&self.model), pinned)
+        } else {
+            sentinel_models::shipped::load(&self.model, pinned)
+        }
+    }
 }
 
 /// `[node]`.
@@ -304,6 +383,12 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
+        let model = &mut cfg.detection.model;
+        if (model.ends_with(".json") || model.contains('/'))
+            && Path::new(model.as_str()).is_relative()
+        {
+            *model = base.join(model.as_str()).display().to_string();
+        }
         Ok(cfg)
     }
 
@@ -459,6 +544,19 @@ impl Config {
                     message: format!("{name:?} is not a Prometheus metric name"),
                 });
             }
+        }
+        let d = &self.detection;
+        range("detection.raise", d.raise, 0.0001, 1.0)?;
+        range("detection.clear", d.clear, 0.0, d.raise)?;
+        range("detection.raise_after", d.raise_after, 1, 100)?;
+        range("detection.clear_after", d.clear_after, 1, 100)?;
+        if let Some(pin) = &d.pinned_sha256
+            && (pin.len() != 64 || !pin.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(ConfigError::Invalid {
+                field: "detection.pinned_sha256",
+                message: format!("{pin:?} is not 64 hex digits"),
+            });
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError::Invalid {

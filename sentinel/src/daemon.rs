@@ -21,9 +21,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sentinel_models::{Scorer, TractScorer};
 use sentinel_protocol::crypto::RealCrypto;
 use sentinel_protocol::envelope::Stamp;
 use sentinel_protocol::evidence::{Admitted, Entry};
+use sentinel_protocol::features::{Row, Score};
 use sentinel_protocol::message::Class;
 use sentinel_protocol::node::{DownReason, Event};
 use sentinel_protocol::telemetry::{HostSample, Report};
@@ -36,7 +38,7 @@ use crate::config::Config;
 use crate::enforce::{self, Action, Blocked, Hook};
 use crate::metrics::Metrics;
 use crate::scrape::{Reading, Scraper};
-use crate::store::{CertificateRow, DataDir, SEQUENCE_BLOCK, Store, TelemetryRow};
+use crate::store::{CertificateRow, DataDir, SEQUENCE_BLOCK, ScoreRow, Store, TelemetryRow};
 use crate::transport::{self, Authenticator, LinkError, close};
 use crate::{AddressBook, now_ms};
 
@@ -246,6 +248,31 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// The admin token.
     pub token: String,
+    /// Latest model scores of neighbours.
+    pub scores: Mutex<Scores>,
+}
+
+/// What `/v1/scores` shows.
+#[derive(Debug, Clone, Default)]
+pub struct Scores {
+    /// Name and SHA-256 of the model scoring, or none when detection is
+    /// off.
+    pub model: Option<String>,
+    /// Latest score by neighbour.
+    pub latest: BTreeMap<NodeId, ScoreView>,
+}
+
+/// One neighbour's latest score.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScoreView {
+    /// Hex id.
+    pub node: String,
+    /// Score, 0 to 1 (quantised to 1e-4).
+    pub score: f32,
+    /// Under local suspicion.
+    pub suspected: bool,
+    /// Window end, Unix ms.
+    pub window_ms: u64,
 }
 
 /// Everything `run` needs, loaded and checked.
@@ -261,6 +288,8 @@ pub struct Daemon {
     endpoint: quinn::Endpoint,
     /// Certificates enforced at the last stop whose quarantine ended since.
     ended_while_down: Vec<CertificateRow>,
+    /// The detection model (none when `[detection] enabled = false`).
+    scorer: Option<TractScorer>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -347,8 +376,19 @@ impl Daemon {
         let token = api_token(data.path()).map_err(ctx("api token"))?;
         let mut seed = [0u8; 8];
         aws_lc_rs::rand::fill(&mut seed).map_err(|_| StartError::Msg("no randomness".into()))?;
+        let scorer = if cfg.detection.enabled {
+            let s = cfg.detection.load_model().map_err(ctx("detection model"))?;
+            info!(model = %s.manifest().name, sha256 = %s.manifest().sha256, "detection model loaded");
+            Some(s)
+        } else {
+            None
+        };
+        let node_cfg = sentinel_protocol::Config {
+            suspicion: cfg.detection.policy(),
+            ..sentinel_protocol::Config::default()
+        };
         let mut node = Node::new(
-            sentinel_protocol::Config::default(),
+            node_cfg,
             roster.clone(),
             RealCrypto::new(identity.clone()),
             epoch,
@@ -368,6 +408,12 @@ impl Daemon {
             metrics,
             ready: AtomicBool::new(false),
             token,
+            scores: Mutex::new(Scores {
+                model: scorer
+                    .as_ref()
+                    .map(|s| format!("{} {}", s.manifest().name, s.manifest().sha256)),
+                latest: BTreeMap::new(),
+            }),
         });
         Ok(Self {
             auth: Arc::new(Authenticator {
@@ -384,6 +430,7 @@ impl Daemon {
             node,
             endpoint,
             ended_while_down,
+            scorer,
         })
     }
 
@@ -406,6 +453,7 @@ impl Daemon {
             auth,
             endpoint,
             ended_while_down,
+            scorer,
         } = self;
         let me = node.id();
         let started = now_ms();
@@ -449,6 +497,7 @@ impl Daemon {
                 Hook::start(program, Duration::from_millis(cfg.enforce.hook_timeout_ms))
             }),
             outside: None,
+            scorer,
         };
         d.lift_ended_while_down(&ended_while_down);
         d.sync_enforcement(&node);
@@ -543,6 +592,7 @@ enum StoreOp {
         detail: String,
         at_ms: u64,
     },
+    Scores(Vec<ScoreRow>),
 }
 
 /// Writes in batches: everything queued is committed together, then the
@@ -576,6 +626,7 @@ fn store_loop(
                     detail,
                     at_ms,
                 } => store.incident(at_ms, kind, &subject, &detail),
+                StoreOp::Scores(rows) => store.insert_scores(&rows),
             };
             if let Err(e) = r {
                 warn!(error = %e, "database write failed");
@@ -613,6 +664,8 @@ struct Driver<'a> {
     /// The quarantines the world outside has been told of (None before the
     /// first sync at start).
     outside: Option<BTreeMap<NodeId, Blocked>>,
+    /// The detection model.
+    scorer: Option<TractScorer>,
 }
 
 impl Driver<'_> {
@@ -736,24 +789,91 @@ impl Driver<'_> {
         });
     }
 
-    /// Sends what the node wants sent and handles its events.
+    /// Sends what the node wants sent and handles its events; scores what
+    /// it asks scored and hands the scores back.
     fn flush(&mut self, node: &mut Node<RealCrypto>) {
-        while let Some(t) = node.poll_transmit() {
-            self.send(t.to, t.class, t.bytes);
+        loop {
+            while let Some(t) = node.poll_transmit() {
+                self.send(t.to, t.class, t.bytes);
+            }
+            let mut quarantine_changed = false;
+            let mut requests = Vec::new();
+            while let Some(e) = node.poll_event() {
+                quarantine_changed |= matches!(
+                    e,
+                    Event::Quarantined { .. }
+                        | Event::QuarantineEnforced(_)
+                        | Event::QuarantineLifted(_)
+                );
+                match e {
+                    Event::ScoreRequest { window, rows } => requests.push((window, rows)),
+                    e => self.on_event(node, e),
+                }
+            }
+            if quarantine_changed {
+                self.sync_enforcement(node);
+            }
+            if requests.is_empty() {
+                return;
+            }
+            for (window, rows) in requests {
+                self.score(node, window, &rows);
+            }
         }
-        let mut quarantine_changed = false;
-        while let Some(e) = node.poll_event() {
-            quarantine_changed |= matches!(
-                e,
-                Event::Quarantined { .. }
-                    | Event::QuarantineEnforced(_)
-                    | Event::QuarantineLifted(_)
-            );
-            self.on_event(node, e);
+    }
+
+    /// Scores one window's rows, hands the scores to the node, stores the
+    /// rows and publishes them for `/v1/scores`.
+    fn score(&mut self, node: &mut Node<RealCrypto>, window: u64, rows: &[(NodeId, Row)]) {
+        let Some(scorer) = self.scorer.as_mut() else {
+            return;
+        };
+        let features: Vec<Row> = rows.iter().map(|r| r.1).collect();
+        let scores = match scorer.score(&features) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "scoring failed; this window is not scored");
+                return;
+            }
+        };
+        let model = scorer.manifest().sha256.clone();
+        self.shared.metrics.rows_scored.inc_by(rows.len() as u64);
+        let pairs: Vec<(NodeId, Score)> = rows.iter().map(|r| r.0).zip(scores).collect();
+        node.handle_scores(window, &pairs);
+        let suspected = |id: &NodeId| node.suspicions().get(id).is_some_and(|s| s.raised);
+        let stored: Vec<ScoreRow> = rows
+            .iter()
+            .zip(&pairs)
+            .map(|((id, row), (_, score))| ScoreRow {
+                window_ms: window,
+                subject: id.to_hex(),
+                model: model.clone(),
+                score: score.0,
+                suspected: suspected(id),
+                features: *row,
+            })
+            .collect();
+        if let Ok(mut s) = self.shared.scores.lock() {
+            // Neighbours no longer scored leave the view.
+            s.latest.retain(|id, _| pairs.iter().any(|p| p.0 == *id));
+            for (id, score) in &pairs {
+                s.latest.insert(
+                    *id,
+                    ScoreView {
+                        node: id.to_hex(),
+                        score: score.as_f32(),
+                        suspected: suspected(id),
+                        window_ms: window,
+                    },
+                );
+            }
+            let n = s.latest.values().filter(|v| v.suspected).count();
+            self.shared
+                .metrics
+                .locally_suspected
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        if quarantine_changed {
-            self.sync_enforcement(node);
-        }
+        let _ = self.store_tx.send(StoreOp::Scores(stored));
     }
 
     /// Brings links, the blocklist file and the hook in line with the
@@ -983,6 +1103,31 @@ impl Driver<'_> {
                 info!(peer = %p, "neighbour suspected");
             }
             Event::Refuted(p) => debug!(peer = %p, "suspicion refuted"),
+            // Collected and answered by `flush`.
+            Event::ScoreRequest { .. } => {}
+            Event::SuspicionRaised {
+                subject,
+                score,
+                window,
+            } => {
+                m.suspicion_raised.inc();
+                warn!(peer = %subject, %score, window, "local suspicion raised by model scores");
+                let _ = self.store_tx.send(StoreOp::Incident {
+                    kind: "suspicion_raised",
+                    subject: subject.to_hex(),
+                    detail: format!("score {score} in the window ending at {window}"),
+                    at_ms: now,
+                });
+            }
+            Event::SuspicionCleared(subject) => {
+                info!(peer = %subject, "local suspicion cleared");
+                let _ = self.store_tx.send(StoreOp::Incident {
+                    kind: "suspicion_cleared",
+                    subject: subject.to_hex(),
+                    detail: String::new(),
+                    at_ms: now,
+                });
+            }
             Event::ReportReceived { origin, stamp, .. } => {
                 m.reports_received.inc();
                 if let (Some(frame), Some((stamp, report))) =

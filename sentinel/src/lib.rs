@@ -15,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod devnet;
 pub mod enforce;
+pub mod export;
 pub mod http;
 pub mod metrics;
 pub mod scrape;

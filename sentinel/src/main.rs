@@ -52,6 +52,21 @@ enum Command {
         #[arg(long, short, default_value = "sentinel.toml")]
         config: PathBuf,
     },
+    /// Write what this sentinel stored (scored feature rows, telemetry,
+    /// incidents) as a dataset: Parquet and Arrow IPC files in the
+    /// simulator's schemas (datasets/README.md). Works while it runs.
+    Export {
+        /// From when: Unix ms, or a duration back from now (90s, 30m, 12h,
+        /// 7d).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Directory to write (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// Config file.
+        #[arg(long, short, default_value = "sentinel.toml")]
+        config: PathBuf,
+    },
     /// Print the mesh members as this sentinel sees them.
     Peers {
         /// Config file.
@@ -129,6 +144,7 @@ fn main() -> ExitCode {
             Command::Run { config } => run(&config).await,
             Command::Status { config } => show(&config, "/v1/status").await,
             Command::Peers { config } => show(&config, "/v1/peers").await,
+            Command::Export { since, out, config } => export_cmd(&config, &since, &out),
             Command::Devnet { nodes, dir } => devnet_cmd(nodes, dir).await,
             Command::VerifyCert { file, roster } => verify_cert(&file, &roster),
             Command::Quarantine {
@@ -183,6 +199,28 @@ fn verify_cert(file: &Path, roster: &Path) -> Result<(), String> {
     );
     println!("ttl:      {} ms", cert.ttl_ms);
     println!("size:     {} bytes", bytes.len());
+    Ok(())
+}
+
+fn export_cmd(config: &Path, since: &str, out: &Path) -> Result<(), String> {
+    let cfg = load_config(config)?;
+    let since_ms = sentinel::export::parse_since(since, sentinel::now_ms())?;
+    let me = sentinel_protocol::keyfile::load(&cfg.node.key_file)
+        .map_err(|e| format!("key file: {e}"))?
+        .id();
+    let roster = sentinel_protocol::Roster::load_genesis(&cfg.node.genesis)
+        .map_err(|e| format!("genesis: {e}"))?;
+    let done = sentinel::export::export(&cfg.node.data_dir, &roster, me, since_ms, out)?;
+    for (table, n) in &done.rows {
+        println!("{table}: {n} rows");
+    }
+    if done.undecodable > 0 {
+        println!(
+            "skipped {} stored frames that did not verify or decode",
+            done.undecodable
+        );
+    }
+    println!("written to {}", out.display());
     Ok(())
 }
 

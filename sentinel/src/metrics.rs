@@ -39,6 +39,12 @@ pub struct Metrics {
     pub peers_failed: Counter,
     /// Links from or to quarantined nodes closed.
     pub quarantine_links_closed: Counter,
+    /// Neighbour feature rows scored by the model.
+    pub rows_scored: Counter,
+    /// Local suspicion raised against a neighbour (model scores).
+    pub suspicion_raised: Counter,
+    /// Neighbours under local suspicion now.
+    pub locally_suspected: Gauge,
     auth_failures: Family<Reason, Counter>,
     active: Gauge,
     passive: Gauge,
@@ -115,6 +121,21 @@ impl Metrics {
                 "quarantine_links_closed",
                 "Links from or to quarantined nodes closed or refused",
                 Counter::default()
+            ),
+            rows_scored: reg!(
+                "rows_scored",
+                "Neighbour feature rows scored by the detection model",
+                Counter::default()
+            ),
+            suspicion_raised: reg!(
+                "suspicion_raised",
+                "Times local suspicion of a neighbour was raised by model scores",
+                Counter::default()
+            ),
+            locally_suspected: reg!(
+                "locally_suspected_peers",
+                "Neighbours under local suspicion from model scores",
+                Gauge::default()
             ),
             quarantined: reg!(
                 "quarantined_nodes",

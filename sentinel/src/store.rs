@@ -67,7 +67,50 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (subject, epoch, sequence)
      ) STRICT;
      CREATE INDEX certificates_until ON certificates (until_ms);",
+    // 4: scored feature rows (schema sentinel-features/1), for
+    // `/v1/scores` and `sentinel export`.
+    "CREATE TABLE scores (
+         window_ms INTEGER NOT NULL,
+         subject TEXT NOT NULL,
+         model TEXT NOT NULL,
+         score INTEGER NOT NULL,
+         suspected INTEGER NOT NULL,
+         features BLOB NOT NULL,
+         PRIMARY KEY (subject, window_ms)
+     ) STRICT;
+     CREATE INDEX scores_window ON scores (window_ms);",
 ];
+
+/// One scored (subject, window) as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScoreRow {
+    /// End of the window, this sentinel's clock, Unix ms.
+    pub window_ms: u64,
+    /// Hex id of the neighbour scored.
+    pub subject: String,
+    /// SHA-256 of the model that scored.
+    pub model: String,
+    /// Quantised score, basis points (0 to 10,000).
+    pub score: u16,
+    /// Suspected after this window.
+    pub suspected: bool,
+    /// The feature row (`sentinel-features/1` order).
+    #[serde(skip)]
+    pub features: sentinel_protocol::features::Row,
+}
+
+/// One stored incident.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IncidentRow {
+    /// When, Unix ms.
+    pub at_ms: u64,
+    /// What.
+    pub kind: String,
+    /// Hex id concerned.
+    pub subject: String,
+    /// Details.
+    pub detail: String,
+}
 
 /// How many sequences one reservation covers.
 pub const SEQUENCE_BLOCK: u64 = 1024;
@@ -102,6 +145,9 @@ pub enum StoreError {
         /// Ours.
         known: u32,
     },
+    /// Stored data that cannot be what this sentinel wrote.
+    #[error("database: {0}")]
+    Corrupt(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -277,6 +323,31 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens the database of a data dir read-only, without taking the data
+    /// dir's lock, so `sentinel export` works beside a running daemon (WAL
+    /// lets readers in while it writes). Refuses a schema it does not know.
+    ///
+    /// # Errors
+    /// Missing file, database errors, or a schema newer than this build.
+    pub fn open_read_only(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join("sentinel.db");
+        if !path.exists() {
+            return Err(StoreError::Corrupt(format!(
+                "{} does not exist (is this a sentinel data dir?)",
+                path.display()
+            )));
+        }
+        let db = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = Self { db, path };
+        let found = store.schema_version()?;
+        let known = u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX);
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        Ok(store)
+    }
+
     fn migrate(&mut self) -> Result<(), StoreError> {
         let version: u32 = self
             .db
@@ -445,6 +516,113 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Stores scored rows in one transaction (a repeated window replaces
+    /// the row).
+    ///
+    /// # Errors
+    /// Database errors; none of the rows is stored then.
+    pub fn insert_scores(&mut self, rows: &[ScoreRow]) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO scores (window_ms, subject, model, score, suspected, features)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for r in rows {
+                let blob: Vec<u8> = r.features.0.iter().flat_map(|v| v.to_le_bytes()).collect();
+                stmt.execute(params![
+                    to_i64(r.window_ms),
+                    r.subject,
+                    r.model,
+                    i64::from(r.score),
+                    i64::from(r.suspected),
+                    blob,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Scored rows with `window_ms >= since_ms`, oldest first, at most
+    /// `limit`.
+    ///
+    /// # Errors
+    /// Database errors, or a stored feature blob of the wrong length
+    /// (a corrupt row).
+    pub fn scores_since(&self, since_ms: u64, limit: usize) -> Result<Vec<ScoreRow>, StoreError> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT window_ms, subject, model, score, suspected, features FROM scores
+             WHERE window_ms >= ?1 ORDER BY window_ms, subject LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![to_i64(since_ms), to_i64(limit as u64)], |r| {
+            let blob: Vec<u8> = r.get(5)?;
+            let mut row = [0f32; sentinel_protocol::features::COUNT];
+            let ok = blob.len() == row.len() * 4;
+            if ok {
+                for (v, c) in row.iter_mut().zip(blob.chunks_exact(4)) {
+                    *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+            Ok((
+                ok,
+                ScoreRow {
+                    window_ms: to_u64(r.get(0)?),
+                    subject: r.get(1)?,
+                    model: r.get(2)?,
+                    score: u16::try_from(r.get::<_, i64>(3)?).unwrap_or(u16::MAX),
+                    suspected: r.get::<_, i64>(4)? != 0,
+                    features: sentinel_protocol::features::Row(row),
+                },
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (ok, row) = r?;
+            if !ok {
+                return Err(StoreError::Corrupt(format!(
+                    "scores row ({}, {}) has a feature blob of the wrong length",
+                    row.subject, row.window_ms
+                )));
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    /// Stored report frames received at or after `since_ms`, oldest first:
+    /// (origin hex, frame).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn frames_since(&self, since_ms: u64) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT origin, frame FROM telemetry WHERE received_ms >= ?1
+             ORDER BY received_ms, origin, epoch, sequence",
+        )?;
+        let rows = stmt.query_map([to_i64(since_ms)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Incidents at or after `since_ms`, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn incidents_since(&self, since_ms: u64) -> Result<Vec<IncidentRow>, StoreError> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT at_ms, kind, subject, detail FROM incidents WHERE at_ms >= ?1 ORDER BY at_ms, id",
+        )?;
+        let rows = stmt.query_map([to_i64(since_ms)], |r| {
+            Ok(IncidentRow {
+                at_ms: to_u64(r.get(0)?),
+                kind: r.get(1)?,
+                subject: r.get(2)?,
+                detail: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The newest `limit` telemetry rows from `origin`, newest first.
@@ -653,6 +831,10 @@ impl Store {
         )? as u64;
         deleted += self.db.execute(
             "DELETE FROM incidents WHERE at_ms < ?1",
+            [to_i64(now_ms.saturating_sub(retention_ms))],
+        )? as u64;
+        deleted += self.db.execute(
+            "DELETE FROM scores WHERE window_ms < ?1",
             [to_i64(now_ms.saturating_sub(retention_ms))],
         )? as u64;
         // Certificates whose quarantine ended longer ago than the retention.

@@ -35,8 +35,13 @@ use sentinel_protocol::rng::Rng;
 use sentinel_protocol::telemetry::{HostSample, Report};
 use sentinel_protocol::{Config, Error, Identity, MeshId, Node, NodeId, Roster, Transmit};
 
+use crate::adversary::{Attack, AttackKind};
+use crate::detect::{Detection, Pending, Truth};
 use crate::metrics::Metrics;
 use crate::scenario::{ActionKind, CryptoMode, Scenario};
+use sentinel_datasets::{Dataset, EventRecord};
+use sentinel_models::TractScorer;
+use sentinel_protocol::features::Score;
 
 /// Simulated Unix time at the start of every run (node clocks add skew).
 pub const T0_MS: u64 = 1_700_000_000_000;
@@ -152,6 +157,23 @@ struct Slot {
     stored_certificates: BTreeMap<NodeId, (Arc<[u8]>, u64, u64)>,
     /// Set when the node equivocates.
     twin: Option<Box<Twin>>,
+    /// Set when the node is an adversary of the attack library.
+    attack: Option<Box<Attack>>,
+    /// Rewritten versions of a liar's or framer's own reports, by
+    /// (epoch, sequence), so every copy of one report carries one content.
+    rewrites: BTreeMap<(u64, u64), Arc<[u8]>>,
+    /// Its host's normal CPU and memory use (per mille) and guarded-node
+    /// peers.
+    base_cpu: u16,
+    base_mem: u16,
+    node_peers: u16,
+    /// Bytes in and out since the last host sample.
+    bytes_in: u64,
+    bytes_out: u64,
+    /// A framer's victim.
+    victim: bool,
+    /// Relays a mimic dropped since the last second, per neighbour.
+    dropped_relays: BTreeMap<u32, u32>,
 }
 
 /// The second signer of an equivocating node (as a second process with
@@ -202,6 +224,11 @@ pub struct Sim {
     pub(crate) cpu_us: Vec<f64>,
     /// Reused between calls of [`Sim::after`].
     scratch: (Vec<Transmit>, Vec<Event>),
+    /// Scoring, labels and the dataset.
+    pub(crate) detection: Detection,
+    /// Randomness of the attack library and host metrics (its own stream,
+    /// so runs without attackers keep their traces).
+    arng: Rng,
 }
 
 fn node_seed(run_seed: u64, i: usize) -> [u8; SEED_LEN] {
@@ -274,6 +301,37 @@ impl Sim {
         {
             slots[i].churns = true;
         }
+        let mut arng = Rng::derive(sc.seed, 0xA77A);
+        for s in &mut slots {
+            s.base_cpu = u16::try_from(arng.between(40, 300)).unwrap_or(100);
+            s.base_mem = u16::try_from(arng.between(200, 700)).unwrap_or(400);
+            s.node_peers = u16::try_from(arng.between(8, 60)).unwrap_or(20);
+        }
+        // Attackers: distinct random nodes; a framers' entry shares one
+        // honest victim.
+        let mut free: Vec<usize> = (0..n).collect();
+        arng.shuffle(&mut free);
+        for a in &sc.attackers {
+            let mut victim = None;
+            if a.kind == AttackKind::Framer
+                && let Some(v) = free.pop()
+            {
+                slots[v].victim = true;
+                victim = Some(v);
+            }
+            for _ in 0..a.count {
+                let Some(i) = free.pop() else { break };
+                slots[i].attack = Some(Box::new(Attack {
+                    kind: a.kind,
+                    start_us: (a.start_s * 1e6) as u64,
+                    intensity: a.intensity,
+                    ramp_us: (a.ramp_s * 1e6) as u64,
+                    victim: victim.map(|v| seeds_id(&seeds, v)),
+                    old_reports: std::collections::VecDeque::new(),
+                    forged: 0,
+                }));
+            }
+        }
         let end = sc.duration_s * 1_000_000;
         let metrics = Metrics::new(n, sc.warmup_s * 1_000_000, sc.deadline_ms, sc.duration_s);
         let mut sim = Self {
@@ -295,6 +353,8 @@ impl Sim {
             totals: Totals::default(),
             cpu_us: vec![0.0; n],
             scratch: (Vec::new(), Vec::new()),
+            detection: Detection::new(None, None, Score(u16::MAX)),
+            arng,
             sc,
         };
         for i in 0..n {
@@ -308,6 +368,18 @@ impl Sim {
             sim.push(s * 1_000_000, EvKind::Second);
         }
         Ok(sim)
+    }
+
+    /// Turns on scoring (with a model) and dataset writing before the run.
+    pub fn set_detection(&mut self, scorer: Option<TractScorer>, dataset: Option<Dataset>) {
+        let enabled = scorer.is_some() || dataset.is_some();
+        self.cfg.suspicion = self.sc.detection.policy(enabled);
+        self.detection = Detection::new(scorer, dataset, self.cfg.suspicion.raise);
+    }
+
+    /// The dataset being written, to finish after the run.
+    pub fn take_dataset(&mut self) -> Option<Dataset> {
+        self.detection.dataset.take()
     }
 
     fn push(&mut self, at: u64, kind: EvKind) {
@@ -352,6 +424,7 @@ impl Sim {
                     }
                 }
                 EvKind::Second => {
+                    self.second();
                     self.metrics.finalize(self.now, false);
                     self.metrics.note_live(self.now);
                     on_second(self.now / 1_000_000);
@@ -359,6 +432,7 @@ impl Sim {
             }
         }
         self.now = self.end;
+        self.flush_scores();
         self.metrics.finalize(self.now, true);
         for i in 0..self.slots.len() {
             self.account_cpu(i);
@@ -395,11 +469,7 @@ impl Sim {
         ) else {
             return;
         };
-        node.set_host_sample(HostSample {
-            cpu_permille: if self.slots[i].overloaded { 950 } else { 150 },
-            mem_permille: 400,
-            ..HostSample::default()
-        });
+        node.set_host_sample(self.host_sample(i));
         // Certificates come back from the database before the node joins.
         for (bytes, since, until) in self.slots[i].stored_certificates.values() {
             let _ = node.restore_certificate(bytes, (*since, *until), now_ms);
@@ -604,6 +674,7 @@ impl Sim {
         self.record_trace(from, to, &bytes);
         self.metrics
             .received(self.now, to, self.wire_len(bytes.len()));
+        self.slots[t].bytes_in += self.wire_len(bytes.len());
         self.totals.deliveries += 1;
         let now_ms = self.node_ms(t);
         let from_id = self.ids[from as usize];
@@ -667,50 +738,13 @@ impl Sim {
             if self.slots[i].twin.is_some() {
                 t.bytes = self.maybe_equivocate(i, t.bytes);
             }
-            let len = t.bytes.len();
-            let wire = self.wire_len(len);
-            self.metrics.sent(self.now, from, wire);
-            let tx_us = (wire as f64 * 8.0 / self.sc.network.uplink_mbps) as u64;
-            let start = self.now.max(self.slots[i].uplink_free);
-            self.slots[i].uplink_free = start + tx_us;
-            let base = self.base_latency_us(from, to);
-            let jitter = self.rng.between(0, self.sc.network.jitter_ms * 1000);
-            let loss = self.sc.network.loss;
-            let mut delay = base + jitter;
-            if loss > 0.0 {
-                let packets = len.div_ceil(self.sc.network.packet_payload).max(1);
-                let p_msg = 1.0 - (1.0 - loss).powi(i32::try_from(packets).unwrap_or(i32::MAX));
-                match t.class {
-                    Class::Datagram => {
-                        if self.rng.chance(p_msg) {
-                            self.totals.dropped += 1;
-                            continue;
-                        }
-                    }
-                    Class::Stream => {
-                        let pto = 4 * base + 25_000;
-                        let mut tries = 0;
-                        while tries < 20 && self.rng.chance(p_msg) {
-                            delay += pto << tries.min(4);
-                            tries += 1;
-                        }
-                    }
+            if self.slots[i].attack.is_some() {
+                match self.tamper(i, to, t.bytes) {
+                    Some(b) => t.bytes = b,
+                    None => continue,
                 }
             }
-            if let Some(g) = &self.groups
-                && g[i] != g[to as usize]
-            {
-                self.totals.dropped += 1;
-                continue;
-            }
-            self.push(
-                self.slots[i].uplink_free + delay,
-                EvKind::Deliver {
-                    to,
-                    from,
-                    bytes: t.bytes,
-                },
-            );
+            self.send(i, to, t.class, t.bytes, 0);
         }
         for e in events.drain(..) {
             self.on_event(i, e);
@@ -733,6 +767,384 @@ impl Sim {
                     generation,
                 },
             );
+        }
+    }
+
+    /// Puts one message from node `i` on the network to node `to`, at
+    /// `offset_us` from now at the earliest: uplink queue, latency,
+    /// jitter, loss, partitions.
+    fn send(&mut self, i: usize, to: u32, class: Class, bytes: Arc<[u8]>, offset_us: u64) {
+        let from = i as u32;
+        let len = bytes.len();
+        let wire = self.wire_len(len);
+        self.metrics.sent(self.now, from, wire);
+        self.slots[i].bytes_out += wire;
+        let tx_us = (wire as f64 * 8.0 / self.sc.network.uplink_mbps) as u64;
+        let start = (self.now + offset_us).max(self.slots[i].uplink_free);
+        self.slots[i].uplink_free = start + tx_us;
+        let base = self.base_latency_us(from, to);
+        let jitter = self.rng.between(0, self.sc.network.jitter_ms * 1000);
+        let loss = self.sc.network.loss;
+        let mut delay = base + jitter;
+        if loss > 0.0 {
+            let packets = len.div_ceil(self.sc.network.packet_payload).max(1);
+            let p_msg = 1.0 - (1.0 - loss).powi(i32::try_from(packets).unwrap_or(i32::MAX));
+            match class {
+                Class::Datagram => {
+                    if self.rng.chance(p_msg) {
+                        self.totals.dropped += 1;
+                        return;
+                    }
+                }
+                Class::Stream => {
+                    let pto = 4 * base + 25_000;
+                    let mut tries = 0;
+                    while tries < 20 && self.rng.chance(p_msg) {
+                        delay += pto << tries.min(4);
+                        tries += 1;
+                    }
+                }
+            }
+        }
+        if let Some(g) = &self.groups
+            && g[i] != g[to as usize]
+        {
+            self.totals.dropped += 1;
+            return;
+        }
+        self.push(
+            self.slots[i].uplink_free + delay,
+            EvKind::Deliver { to, from, bytes },
+        );
+    }
+
+    /// An attacker's outgoing message: dropped (`None`), rewritten, or
+    /// kept (and remembered, for a replayer).
+    fn tamper(&mut self, i: usize, to: u32, bytes: Arc<[u8]>) -> Option<Arc<[u8]>> {
+        let now = self.now;
+        let attack = self.slots[i].attack.as_ref()?;
+        let strength = attack.strength(now);
+        if strength <= 0.0 {
+            return Some(bytes);
+        }
+        let kind = attack.kind;
+        let Ok(Message::Report(frame)) = Message::decode(&bytes) else {
+            return Some(bytes);
+        };
+        let Ok(header) = envelope::peek_header(frame) else {
+            return Some(bytes);
+        };
+        let own = header.sender == self.ids[i];
+        match kind {
+            AttackKind::Freerider if !own => None,
+            AttackKind::Mimic if !own => {
+                if self.arng.chance(0.3 * strength) {
+                    *self.slots[i].dropped_relays.entry(to).or_default() += 1;
+                    None
+                } else {
+                    Some(bytes)
+                }
+            }
+            AttackKind::Replayer if own => {
+                let a = self.slots[i].attack.as_mut()?;
+                if a.old_reports.back().is_none_or(|(_, b)| *b != bytes) {
+                    a.old_reports.push_back((now, bytes.clone()));
+                    if a.old_reports.len() > 32 {
+                        a.old_reports.pop_front();
+                    }
+                }
+                Some(bytes)
+            }
+            AttackKind::Liar | AttackKind::Framer if own => {
+                let key = (header.stamp.epoch, header.stamp.sequence);
+                if let Some(b) = self.slots[i].rewrites.get(&key) {
+                    return Some(b.clone());
+                }
+                let slot = &mut self.slots[i];
+                let mut crypto = match (&self.sc.crypto, slot.node.as_ref()) {
+                    (_, None) => return Some(bytes),
+                    (CryptoMode::Modelled, _) => {
+                        SimCrypto::Modelled(ModelledCrypto::new(self.ids[i]))
+                    }
+                    (CryptoMode::Real, _) => SimCrypto::Real {
+                        inner: Box::new(RealCrypto::new(Identity::from_seed(&self.seeds[i]).ok()?)),
+                        cache: self.cache.clone(),
+                    },
+                };
+                let verified = crypto.open(&self.roster, frame).ok()?;
+                let mut report = Report::decode_exact(verified.payload()).ok()?;
+                let a = slot.attack.as_ref()?;
+                if !crate::adversary::rewrite(a, strength, &mut report) {
+                    return Some(bytes);
+                }
+                let h = verified.header();
+                let sealed = crypto
+                    .seal(self.roster.mesh_id(), h.kind, h.stamp, &report.to_bytes())
+                    .ok()?;
+                let msg: Arc<[u8]> = Message::Report(&sealed).encode().into();
+                if slot.rewrites.len() >= TWIN_VERSIONS
+                    && let Some(k) = slot.rewrites.keys().next().copied()
+                {
+                    slot.rewrites.remove(&k);
+                }
+                slot.rewrites.insert(key, msg.clone());
+                Some(msg)
+            }
+            _ => Some(bytes),
+        }
+    }
+
+    /// Once per simulated second: host metrics, attackers' injected
+    /// traffic, and the batch of score requests.
+    fn second(&mut self) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].node.is_none() {
+                continue;
+            }
+            let sample = self.host_sample(i);
+            if let Some(node) = self.slots[i].node.as_mut() {
+                node.set_host_sample(sample);
+            }
+            if self.slots[i].attack.is_some() {
+                self.inject(i);
+            }
+        }
+        self.flush_scores();
+        // Honest subject-seconds for the false-positive rate.
+        if self.now >= self.sc.warmup_s * 1_000_000 {
+            for s in &self.slots {
+                if s.node.is_some() && s.attack.is_none() && s.twin.is_none() {
+                    *self
+                        .detection
+                        .tally
+                        .honest_seconds
+                        .entry(honest_case(s))
+                        .or_default() += 1;
+                }
+            }
+        }
+    }
+
+    /// Node `i`'s host metrics for the coming second.
+    fn host_sample(&mut self, i: usize) -> HostSample {
+        let now = self.now;
+        let slot = &mut self.slots[i];
+        let (bytes_in, bytes_out) = (
+            std::mem::take(&mut slot.bytes_in),
+            std::mem::take(&mut slot.bytes_out),
+        );
+        let noise = |r: &mut Rng, v: u16, spread: u64| {
+            let x = u64::from(v) + r.between(0, 2 * spread);
+            u16::try_from(x.saturating_sub(spread).min(1000)).unwrap_or(1000)
+        };
+        let compromised = slot
+            .attack
+            .as_ref()
+            .is_some_and(|a| a.kind == AttackKind::Compromised && a.active(now));
+        let strength = slot.attack.as_ref().map_or(0.0, |a| a.strength(now));
+        let mut h = HostSample {
+            cpu_permille: noise(&mut self.arng, slot.base_cpu, 30),
+            mem_permille: noise(&mut self.arng, slot.base_mem, 10),
+            net_in_bytes: u32::try_from(bytes_in).unwrap_or(u32::MAX),
+            net_out_bytes: u32::try_from(bytes_out).unwrap_or(u32::MAX),
+            node_peers: slot.node_peers,
+            node_errors: u16::from(self.arng.chance(0.05)),
+        };
+        if slot.overloaded {
+            h.cpu_permille = noise(&mut self.arng, 930, 60);
+        }
+        if compromised {
+            let k = strength.clamp(0.0, 4.0);
+            h.cpu_permille = noise(&mut self.arng, 900 + (25.0 * k) as u16, 40);
+            h.mem_permille = noise(&mut self.arng, 850 + (30.0 * k) as u16, 40);
+            h.node_errors = u16::try_from(self.arng.between(3, 3 + (15.0 * k) as u64)).unwrap_or(1);
+            h.net_out_bytes = h.net_out_bytes.saturating_mul(1 + (9.0 * k) as u32);
+        }
+        h
+    }
+
+    /// An attacker's own traffic for the coming second: pings (flood,
+    /// mimic padding), forged and replayed reports.
+    fn inject(&mut self, i: usize) {
+        let now = self.now;
+        let Some(node) = self.slots[i].node.as_ref() else {
+            return;
+        };
+        let view = node.active_view();
+        let Some(a) = self.slots[i].attack.as_ref() else {
+            return;
+        };
+        let strength = a.strength(now);
+        if strength <= 0.0 {
+            return;
+        }
+        let kind = a.kind;
+        let floods = matches!(
+            kind,
+            AttackKind::Flooder | AttackKind::Drip | AttackKind::Flash
+        );
+        let forges = matches!(
+            kind,
+            AttackKind::Forger | AttackKind::Drip | AttackKind::Flash
+        );
+        let count = |per_s: f64| (per_s * strength).round() as u64;
+        let dropped = std::mem::take(&mut self.slots[i].dropped_relays);
+        for peer in view {
+            let Some(to) = self.idx(&peer) else { continue };
+            let mut pings = if floods { count(60.0) } else { 0 };
+            if kind == AttackKind::Mimic {
+                pings += u64::from(dropped.get(&to).copied().unwrap_or(0));
+            }
+            for k in 0..pings {
+                let nonce = self.arng.next_u64();
+                let bytes: Arc<[u8]> = Message::Ping { nonce }.encode().into();
+                self.send(i, to, Class::Datagram, bytes, k * 1_000_000 / pings.max(1));
+            }
+            if forges {
+                let n = count(4.0);
+                for k in 0..n {
+                    if let Some(bytes) = self.forgery(i) {
+                        self.send(i, to, Class::Stream, bytes, k * 1_000_000 / n.max(1));
+                    }
+                }
+            }
+            if kind == AttackKind::Replayer {
+                let n = count(4.0);
+                let old: Vec<Arc<[u8]>> = self.slots[i]
+                    .attack
+                    .as_ref()
+                    .map(|a| {
+                        a.old_reports
+                            .iter()
+                            .filter(|(t, _)| *t + 20_000_000 <= now)
+                            .map(|(_, b)| b.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for k in 0..n {
+                    if old.is_empty() {
+                        break;
+                    }
+                    let b = old[self.arng.between(0, old.len() as u64 - 1) as usize].clone();
+                    self.send(i, to, Class::Stream, b, k * 1_000_000 / n.max(1));
+                }
+            }
+        }
+    }
+
+    /// A report under a fresh sequence whose signature does not verify.
+    fn forgery(&mut self, i: usize) -> Option<Arc<[u8]>> {
+        let node = self.slots[i].node.as_ref()?;
+        let (stamp, report) = node.report_contents(&self.ids[i])?;
+        let mut crypto = self.crypto_of(i)?;
+        let a = self.slots[i].attack.as_mut()?;
+        a.forged += 1;
+        let fake = envelope::Stamp {
+            epoch: stamp.epoch,
+            sequence: stamp.sequence + 1_000_000 + a.forged,
+            issued_at_ms: self.node_ms(i),
+        };
+        let mut frame = crypto
+            .seal(
+                self.roster.mesh_id(),
+                Kind::Telemetry,
+                fake,
+                &report.to_bytes(),
+            )
+            .ok()?;
+        let last = frame.len().checked_sub(1)?;
+        frame[last] ^= 0x5a;
+        Some(Message::Report(&frame).encode().into())
+    }
+
+    /// Scores what the nodes asked for, hands the scores back, and records
+    /// each row with its labels.
+    fn flush_scores(&mut self) {
+        if self.detection.pending.is_empty() {
+            return;
+        }
+        let window_us = self.window_us();
+        let warm = self.sc.warmup_s * 1_000_000;
+        for (p, scores) in self.detection.score_pending() {
+            let i = p.node as usize;
+            let live = self.slots[i].node.is_some();
+            let mut back = Vec::new();
+            for ((subject, row), score) in p.rows.iter().zip(&scores) {
+                let Some(x) = self.idx(subject) else { continue };
+                let truth = self.truth(x as usize, p.time_us, window_us);
+                let suspected = self.slots[i]
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.suspicions().get(subject))
+                    .map(|s| s.raised);
+                let observer = self.ids[i];
+                let bucket = p.time_us / window_us.max(1);
+                self.detection.record(
+                    p.time_us,
+                    p.window,
+                    observer,
+                    *subject,
+                    x,
+                    bucket,
+                    row,
+                    &truth,
+                    *score,
+                    suspected,
+                    p.time_us >= warm && self.slots[i].attack.is_none(),
+                );
+                if let Some(s) = score {
+                    back.push((*subject, *s));
+                }
+            }
+            if live && !back.is_empty() {
+                let now_ms = self.node_ms(i);
+                let _ = now_ms;
+                if let Some(node) = self.slots[i].node.as_mut() {
+                    node.handle_scores(p.window, &back);
+                }
+                self.after(i);
+            }
+        }
+    }
+
+    /// One report interval, µs: the window a row describes.
+    fn window_us(&self) -> u64 {
+        self.cfg.report_interval_ms() * 1000
+    }
+
+    /// Ground truth about node `x` for the window ending at `end_us`.
+    fn truth(&self, x: usize, end_us: u64, len_us: u64) -> Truth {
+        let s = &self.slots[x];
+        match s.attack.as_ref() {
+            Some(a) => Truth {
+                attack: a.kind.name(),
+                fraction: a.fraction(end_us, len_us),
+                honest_case: honest_case(s),
+            },
+            None => Truth {
+                attack: if s.twin.is_some() {
+                    "equivocator"
+                } else {
+                    "none"
+                },
+                fraction: 0.0,
+                honest_case: honest_case(s),
+            },
+        }
+    }
+
+    fn dataset_event(&mut self, i: usize, kind: &str, subject: Option<NodeId>, detail: String) {
+        if let Some(d) = self.detection.dataset.as_mut() {
+            let e = EventRecord {
+                time_ms: self.now / 1000,
+                node: self.ids[i],
+                kind: kind.to_string(),
+                subject,
+                detail,
+            };
+            if let Err(e) = d.event(e) {
+                self.detection.error.get_or_insert(e.to_string());
+            }
         }
     }
 
@@ -770,6 +1182,7 @@ impl Sim {
                 }
             }
             Event::Suspected(p) => {
+                self.dataset_event(i, "suspected", Some(p), String::new());
                 if let Some(p) = self.idx(&p) {
                     let overloaded = self.slots[p as usize].overloaded;
                     self.metrics.suspected(self.now, p, overloaded);
@@ -818,15 +1231,38 @@ impl Sim {
                     self.metrics
                         .report_sent(self.now, me, stamp.epoch, stamp.sequence, &subjects);
                 }
-                let overloaded = self.slots[i].overloaded;
-                let cpu = if overloaded { 900 } else { 100 } + self.rng.between(0, 100);
-                if let Some(node) = self.slots[i].node.as_mut() {
-                    node.set_host_sample(HostSample {
-                        cpu_permille: u16::try_from(cpu).unwrap_or(1000),
-                        mem_permille: 400,
-                        ..HostSample::default()
-                    });
+                if let Some(d) = self.detection.dataset.as_mut()
+                    && let Some((st, report)) = self.slots[i]
+                        .node
+                        .as_ref()
+                        .and_then(|n| n.report_contents(&self.ids[i]))
+                    && let Err(e) = d.report(self.ids[i], st.epoch, st.sequence, &report)
+                {
+                    self.detection.error.get_or_insert(e.to_string());
                 }
+            }
+            Event::ScoreRequest { window, rows } => {
+                self.detection.pending.push(Pending {
+                    node: me,
+                    window,
+                    time_us: self.now,
+                    rows,
+                });
+            }
+            Event::SuspicionRaised { subject, score, .. } => {
+                if let Some(x) = self.idx(&subject) {
+                    let truth = self.truth(x as usize, self.now, self.window_us());
+                    let t = &mut self.detection.tally;
+                    if truth.fraction > 0.0 {
+                        *t.true_raises.entry(truth.attack).or_default() += 1;
+                    } else if truth.attack == "none" && self.now >= self.sc.warmup_s * 1_000_000 {
+                        *t.false_raises.entry(truth.honest_case).or_default() += 1;
+                    }
+                }
+                self.dataset_event(i, "suspicion_raised", Some(subject), score.to_string());
+            }
+            Event::SuspicionCleared(subject) => {
+                self.dataset_event(i, "suspicion_cleared", Some(subject), String::new());
             }
         }
     }
@@ -911,4 +1347,20 @@ fn conflicting(crypto: &mut SimCrypto, roster: &Roster, frame: &[u8]) -> Option<
         )
         .ok()?;
     Some(Message::Report(&other).encode().into())
+}
+
+fn honest_case(s: &Slot) -> &'static str {
+    if s.victim {
+        "victim"
+    } else if s.overloaded {
+        "overloaded"
+    } else if s.churns {
+        "churn"
+    } else {
+        "none"
+    }
+}
+
+fn seeds_id(seeds: &[[u8; SEED_LEN]], i: usize) -> NodeId {
+    Identity::from_seed(&seeds[i]).map_or(NodeId([0; 32]), |id| id.id())
 }

@@ -9,11 +9,15 @@
 //!
 //! - [`scenario`]: the TOML scenario format.
 //! - [`engine`]: the event loop, network model, faults and crypto modes.
+//! - [`adversary`]: the attack library and its labels; [`detect`]: scoring
+//!   requests batched per simulated second, datasets.
 //! - [`metrics`]: ground-truth measurement (who should have got what).
 //! - [`report`]: JSON, Markdown and SVG output.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod adversary;
+pub mod detect;
 pub mod engine;
 pub mod metrics;
 pub mod report;

@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use sentinel_datasets::{Dataset, Meta};
+use sentinel_models::TractScorer;
 use sentinel_simulator::scenario::CryptoMode;
 use sentinel_simulator::{RunReport, Scenario, Sim};
 
@@ -41,6 +43,14 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Writes a labelled dataset (Parquet and Arrow IPC) to this
+        /// directory.
+        #[arg(long)]
+        dataset: Option<PathBuf>,
+        /// Scores with this model manifest (overrides the scenario's
+        /// `detection.model`).
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
 }
 
@@ -53,6 +63,8 @@ fn main() -> ExitCode {
         crypto,
         out,
         quiet,
+        dataset,
+        model,
     } = Cli::parse().command;
     let mut sc = match Scenario::load(&file) {
         Ok(s) => s,
@@ -81,6 +93,41 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    if model.is_some() {
+        sc.detection.model = model;
+    }
+    let scorer = match sc
+        .detection
+        .model
+        .as_deref()
+        .map(|m| TractScorer::load(m, None))
+    {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dataset = match dataset.map(|dir| {
+        let meta = Meta {
+            producer: format!("sentinel-sim {}", env!("CARGO_PKG_VERSION")),
+            commit: git_commit(),
+            seed: Some(sc.seed),
+            scenario: Some(sc.name.clone()),
+            scenario_sha256: Some(sentinel_models::sha256_hex(
+                toml::to_string(&sc).unwrap_or_default().as_bytes(),
+            )),
+        };
+        Dataset::create(&dir, meta)
+    }) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let out = out.unwrap_or_else(|| PathBuf::from(format!("sim-out/{}-{}", sc.name, sc.seed)));
     let started = Instant::now();
     let duration_s = sc.duration_s;
@@ -91,6 +138,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    sim.set_detection(scorer, dataset);
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -105,6 +153,19 @@ fn main() -> ExitCode {
     sim.run(|s| bar.set_position(s));
     bar.finish_and_clear();
     let report = RunReport::build(&sim, started.elapsed().as_secs_f64());
+    if let Some(d) = sim.take_dataset() {
+        match d.finish() {
+            Ok(counts) => println!("dataset rows: {counts:?}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(e) = report.scoring.as_ref().and_then(|s| s.error.as_ref()) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Err(e) = report.write(&out) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
@@ -113,4 +174,15 @@ fn main() -> ExitCode {
     println!("\nWritten to {}", out.display());
     println!("trace-hash {}", report.trace_hash);
     ExitCode::SUCCESS
+}
+
+/// The commit of the working tree the simulator runs in, or `unknown`.
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "unknown".into(), |s| s.trim().to_string())
 }

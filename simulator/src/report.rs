@@ -177,6 +177,8 @@ pub struct RunReport {
     pub detection: Detection,
     /// Equivocation certificates.
     pub equivocation: Equivocation,
+    /// Model scoring and local suspicion (when rows were extracted).
+    pub scoring: Option<Scoring>,
     /// Recovery after each scheduled action.
     pub recovery: Vec<Recovery>,
     /// Live nodes with an empty active view at the end.
@@ -188,6 +190,65 @@ pub struct RunReport {
     /// Latency CDF points (ms, fraction), for the plot.
     #[serde(skip)]
     pub latency_cdf: Vec<(u64, f64)>,
+}
+
+/// Model scoring against the attack library's ground truth.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scoring {
+    /// The model (manifest name and sha256), if one scored.
+    pub model: Option<String>,
+    /// Raise threshold.
+    pub raise: f32,
+    /// Rows extracted / scored.
+    pub rows: u64,
+    /// Rows scored.
+    pub rows_scored: u64,
+    /// Wall seconds inside the model.
+    pub model_s: f64,
+    /// Per attack kind (`none`: honest subjects and attackers before their
+    /// start), after warm-up, rows from honest observers.
+    pub by_kind: std::collections::BTreeMap<&'static str, crate::detect::KindCounts>,
+    /// Local suspicion raised against honest subjects, by honest case.
+    pub false_raises: std::collections::BTreeMap<&'static str, u64>,
+    /// Raised against attackers during their attack, by kind.
+    pub true_raises: std::collections::BTreeMap<&'static str, u64>,
+    /// Honest subject-hours observed (after warm-up), by honest case.
+    pub honest_hours: std::collections::BTreeMap<&'static str, f64>,
+    /// False raises per honest subject-hour.
+    pub false_raises_per_subject_hour: f64,
+    /// First error writing the dataset or scoring, if any.
+    pub error: Option<String>,
+}
+
+fn scoring(sim: &Sim) -> Option<Scoring> {
+    let d = &sim.detection;
+    if d.tally.rows == 0 && d.scorer.is_none() {
+        return None;
+    }
+    let hours: std::collections::BTreeMap<&'static str, f64> = d
+        .tally
+        .honest_seconds
+        .iter()
+        .map(|(k, v)| (*k, *v as f64 / 3600.0))
+        .collect();
+    let total_hours: f64 = hours.values().sum();
+    let false_raises: u64 = d.tally.false_raises.values().sum();
+    Some(Scoring {
+        model: d.scorer.as_ref().map(|s| {
+            use sentinel_models::Scorer;
+            format!("{} {}", s.manifest().name, s.manifest().sha256)
+        }),
+        raise: d.raise.as_f32(),
+        rows: d.tally.rows,
+        rows_scored: d.tally.rows_scored,
+        model_s: d.tally.model_s,
+        by_kind: d.by_kind(),
+        false_raises: d.tally.false_raises.clone(),
+        true_raises: d.tally.true_raises.clone(),
+        honest_hours: hours,
+        false_raises_per_subject_hour: false_raises as f64 / total_hours.max(1e-9),
+        error: d.error.clone(),
+    })
 }
 
 fn equivocation(sim: &Sim) -> Equivocation {
@@ -281,6 +342,7 @@ impl RunReport {
                 false_death_examples: m.false_death_examples.clone(),
             },
             equivocation: equivocation(sim),
+            scoring: scoring(sim),
             recovery,
             isolated_at_end: sim.isolated(),
             engine: Engine {
@@ -415,6 +477,46 @@ impl RunReport {
                 eq.time_to_all_ms.max,
                 eq.min_holding_at_end * 100.0,
                 eq.max_distinct_certificates
+            );
+        }
+        if let Some(sc) = &self.scoring
+            && sc.rows_scored > 0
+        {
+            let _ = writeln!(
+                s,
+                "\n| scoring ({}) | malicious windows | recall (window) | recall (row) | benign rows ≥ raise | suspicion raised |\n|---|---|---|---|---|---|",
+                sc.model.as_deref().unwrap_or("-")
+            );
+            for (kind, c) in &sc.by_kind {
+                let ratio = |a: u64, b: u64| {
+                    if b == 0 {
+                        "-".to_string()
+                    } else {
+                        format!("{:.4}", a as f64 / b as f64)
+                    }
+                };
+                let raised = if *kind == "none" {
+                    sc.false_raises.values().sum::<u64>()
+                } else {
+                    sc.true_raises.get(kind).copied().unwrap_or(0)
+                };
+                let _ = writeln!(
+                    s,
+                    "| {kind} | {} | {} | {} | {} of {} | {raised} |",
+                    c.malicious_windows,
+                    ratio(c.malicious_windows_high, c.malicious_windows),
+                    ratio(c.malicious_rows_high, c.malicious_rows),
+                    c.benign_rows_high,
+                    c.benign_rows
+                );
+            }
+            let hours: f64 = sc.honest_hours.values().sum();
+            let _ = writeln!(
+                s,
+                "\nfalse suspicion: {} raises against honest subjects in {hours:.1} honest subject-hours = {:.2e} per subject-hour ({:?})",
+                sc.false_raises.values().sum::<u64>(),
+                sc.false_raises_per_subject_hour,
+                sc.false_raises
             );
         }
         if !self.recovery.is_empty() {

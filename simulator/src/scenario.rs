@@ -82,6 +82,10 @@ pub struct Scenario {
     pub events: Vec<Action>,
     /// Protocol tunables that differ from the defaults.
     pub protocol: ProtocolOverrides,
+    /// Adversaries of the attack library.
+    pub attackers: Vec<crate::adversary::Attackers>,
+    /// Scoring and local suspicion.
+    pub detection: crate::detect::DetectionSettings,
 }
 
 impl Default for Scenario {
@@ -102,6 +106,8 @@ impl Default for Scenario {
             cost: Cost::default(),
             events: Vec::new(),
             protocol: ProtocolOverrides::default(),
+            attackers: Vec::new(),
+            detection: crate::detect::DetectionSettings::default(),
         }
     }
 }
@@ -453,6 +459,56 @@ impl Scenario {
                 _ => {}
             }
         }
+        let attackers: usize = self.attackers.iter().map(|a| a.count).sum();
+        let victims = self
+            .attackers
+            .iter()
+            .filter(|a| a.kind == crate::adversary::AttackKind::Framer)
+            .count();
+        if attackers + victims > self.nodes {
+            return Err(ScenarioError::Invalid {
+                field: "attackers.count",
+                rule: format!(
+                    "{attackers} attackers and {victims} framing victims do not fit in {} nodes",
+                    self.nodes
+                ),
+            });
+        }
+        for a in &self.attackers {
+            if !(0.0..=self.duration_s as f64).contains(&a.start_s) {
+                return Err(ScenarioError::Invalid {
+                    field: "attackers.start_s",
+                    rule: format!("{} is outside the run", a.start_s),
+                });
+            }
+            if !(a.intensity.is_finite() && a.intensity > 0.0 && a.intensity <= 100.0) {
+                return Err(ScenarioError::Invalid {
+                    field: "attackers.intensity",
+                    rule: format!("must be above 0 and at most 100, got {}", a.intensity),
+                });
+            }
+            if !(a.ramp_s.is_finite() && a.ramp_s >= 0.0) {
+                return Err(ScenarioError::Invalid {
+                    field: "attackers.ramp_s",
+                    rule: "must be 0 or more".into(),
+                });
+            }
+        }
+        let d = &self.detection;
+        for (field, v) in [("detection.raise", d.raise), ("detection.clear", d.clear)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ScenarioError::Invalid {
+                    field,
+                    rule: format!("must be between 0 and 1, got {v}"),
+                });
+            }
+        }
+        d.policy(true)
+            .validate()
+            .map_err(|e| ScenarioError::Invalid {
+                field: "detection",
+                rule: e.to_string(),
+            })?;
         self.protocol
             .config()
             .validate()

@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Train the shipped detectors on simulator datasets and export them as ONNX.
+
+    python3 models/training/train.py DATASET_DIR [DATASET_DIR ...] --out models
+
+Reads `features.parquet` from each dataset (written by
+`sentinel-sim run ... --dataset DIR`), never re-implementing feature
+extraction: the columns are the ones the Rust extractor wrote, named by the
+dataset's `sentinel.feature_schema`.
+
+Writes, for each model, `NAME.onnx` and its manifest `NAME.json` (sha256,
+feature schema, training data hash, metrics):
+- `mlp-classifier`: StandardScaler + MLP classifier; the score is the
+  probability of the malicious class.
+- `mlp-autoencoder`: StandardScaler + MLP autoencoder trained on benign rows
+  only; the score is e / (e + e0), e the mean squared reconstruction error
+  in scaled space and e0 its 99.9th percentile on benign training rows, so
+  unseen behaviour scores high without any label.
+
+Rows whose window was only partly under attack (0 < attack_fraction < 1)
+are left out of training and of the metrics. Subjects are split 80/20 into
+train and validation by a hash of their id, so no subject is in both.
+
+Deterministic: fixed seeds, one BLAS thread; the same datasets give the
+same models and metrics.
+"""
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from skl2onnx import convert_sklearn  # noqa: E402
+from skl2onnx.common.data_types import FloatTensorType  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
+from sklearn.pipeline import Pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+FEATURE_SCHEMA = "sentinel-features/1"
+OPSET = 17
+INPUT = "features"
+OUTPUT = "score"
+RAISE = 0.9
+
+
+def load(dirs):
+    """Feature matrix, labels, attack kinds and subjects of the datasets."""
+    xs, ys, kinds, subjects, names = [], [], [], [], None
+    for d in dirs:
+        table = pq.read_table(os.path.join(d, "features.parquet"))
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        if meta.get("sentinel.feature_schema") != FEATURE_SCHEMA:
+            sys.exit(f"{d}: feature schema {meta.get('sentinel.feature_schema')!r}, expected {FEATURE_SCHEMA!r}")
+        cols = table.column_names
+        cols = cols[cols.index("subject") + 1 : cols.index("malicious")]
+        if names is None:
+            names = cols
+        elif cols != names:
+            sys.exit(f"{d}: feature columns differ from the first dataset's")
+        frac = table.column("attack_fraction").to_numpy()
+        keep = (frac == 0.0) | (frac >= 1.0)
+        xs.append(np.stack([table.column(c).to_numpy() for c in names], axis=1)[keep])
+        ys.append(table.column("malicious").to_numpy(zero_copy_only=False)[keep])
+        kinds.append(np.asarray(table.column("attack").to_pylist(), dtype=object)[keep])
+        subjects.append(np.asarray(table.column("subject").to_pylist(), dtype=object)[keep])
+    x = np.concatenate(xs).astype(np.float32)
+    y = np.concatenate(ys).astype(bool)
+    return x, y, np.concatenate(kinds), np.concatenate(subjects), names
+
+
+def data_hash(x, y):
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(y.astype(np.uint8)).tobytes())
+    return h.hexdigest()
+
+
+def validation_mask(subjects):
+    """20% of subjects, chosen by a hash of the id (stable across runs)."""
+    return np.array([int(hashlib.sha256(s.encode()).hexdigest()[:8], 16) % 5 == 0 for s in subjects])
+
+
+def metrics(score, y, kinds):
+    high = score >= RAISE
+    out = {"threshold": RAISE, "rows": int(len(y))}
+    if y.any() and (~y).any():
+        out["auc"] = round(float(roc_auc_score(y, score)), 4)
+    out["recall"] = round(float(high[y].mean()), 4) if y.any() else None
+    out["false_positive_rate"] = round(float(high[~y].mean()), 6) if (~y).any() else None
+    per = {}
+    for k in sorted(set(kinds[y])):
+        m = y & (kinds == k)
+        per[k] = round(float(high[m].mean()), 4)
+    out["recall_by_kind"] = per
+    return out
+
+
+SCALED = "scaled"
+
+
+def finish_graph(model, name, scaler, extra_nodes, extra_inits, output_shape):
+    """Standardise `features` into the MLP's input with plain Sub/Div (tract
+    has no ai.onnx.ml Scaler), keep one output named `score`, and drop every
+    node the score does not need (the label's ArgMax and friends)."""
+    g = model.graph
+    n_features = len(scaler.mean_)
+    front = [
+        helper.make_node("Sub", [INPUT, "std_mean"], ["std_centred"]),
+        helper.make_node("Div", ["std_centred", "std_scale"], [SCALED]),
+    ]
+    nodes = front + list(g.node) + list(extra_nodes)
+    # Keep what the output depends on.
+    needed, kept = {OUTPUT}, []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    kept.reverse()
+    del g.node[:]
+    g.node.extend(kept)
+    g.initializer.extend(extra_inits)
+    g.initializer.extend([
+        numpy_helper.from_array(scaler.mean_.astype(np.float32), "std_mean"),
+        numpy_helper.from_array(scaler.scale_.astype(np.float32), "std_scale"),
+    ])
+    inits = [i for i in g.initializer if i.name in needed]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    del g.input[:]
+    g.input.append(helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [None, n_features]))
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, output_shape))
+    del g.value_info[:]
+    used_domains = {n.domain for n in kept}
+    opsets = [o for o in model.opset_import if o.domain in used_domains or o.domain == ""]
+    del model.opset_import[:]
+    model.opset_import.extend(opsets)
+    model.graph.name = name
+    model.producer_name = "sentinel-mesh models/training/train.py"
+    model.producer_version = "1"
+    model.doc_string = f"Sentinel Mesh detector {name}, feature schema {FEATURE_SCHEMA}"
+    onnx.checker.check_model(model)
+    return model
+
+
+def classifier(x, y, seed):
+    # Oversample malicious rows so both classes weigh alike.
+    rng = np.random.default_rng(seed)
+    pos = np.flatnonzero(y)
+    neg = np.flatnonzero(~y)
+    reps = max(1, len(neg) // max(1, len(pos)) // 2)
+    idx = np.concatenate([neg, np.repeat(pos, reps)])
+    rng.shuffle(idx)
+    scaler = StandardScaler().fit(x)
+    mlp = MLPClassifier(hidden_layer_sizes=(32, 16), alpha=1e-4, max_iter=60,
+                        early_stopping=True, random_state=seed)
+    mlp.fit(scaler.transform(x[idx]), y[idx])
+    pipe = Pipeline([("scale", scaler), ("mlp", mlp)])
+    onx = convert_sklearn(
+        mlp,
+        initial_types=[(SCALED, FloatTensorType([None, x.shape[1]]))],
+        options={id(mlp): {"zipmap": False}},
+        target_opset=OPSET,
+    )
+    prob = [o.name for o in onx.graph.output if o.name != "label"][0]
+    nodes = [
+        helper.make_node("Slice", [prob, "s_start", "s_end", "s_axes"], [OUTPUT]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "s_start"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "s_end"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "s_axes"),
+    ]
+    model = finish_graph(onx, "mlp-classifier", scaler, nodes, inits, [None, 1])
+    return model, lambda v: pipe.predict_proba(v)[:, 1]
+
+
+def autoencoder(x, y, seed):
+    benign = x[~y]
+    scaler = StandardScaler().fit(benign)
+    z = scaler.transform(benign)
+    ae = MLPRegressor(hidden_layer_sizes=(16, 6, 16), alpha=1e-4, max_iter=40,
+                      early_stopping=True, random_state=seed)
+    ae.fit(z, z)
+    err = ((ae.predict(z) - z) ** 2).mean(axis=1)
+    e0 = float(np.quantile(err, 0.999))
+    onx = convert_sklearn(
+        ae,
+        initial_types=[(SCALED, FloatTensorType([None, x.shape[1]]))],
+        target_opset=OPSET,
+    )
+    recon = onx.graph.output[0].name
+    # skl2onnx reshapes a regressor's output to [N, 1]; an autoencoder's is
+    # [N, features]: take the tensor before that Reshape.
+    last = [n for n in onx.graph.node if recon in n.output][0]
+    if last.op_type == "Reshape":
+        recon = last.input[0]
+    nodes = [
+        helper.make_node("Sub", [recon, SCALED], ["ae_diff"]),
+        helper.make_node("Mul", ["ae_diff", "ae_diff"], ["ae_sq"]),
+        helper.make_node("ReduceMean", ["ae_sq"], ["ae_err"], axes=[1], keepdims=1),
+        helper.make_node("Add", ["ae_err", "ae_e0"], ["ae_den"]),
+        helper.make_node("Div", ["ae_err", "ae_den"], [OUTPUT]),
+    ]
+    inits = [numpy_helper.from_array(np.array([e0], dtype=np.float32), "ae_e0")]
+    model = finish_graph(onx, "mlp-autoencoder", scaler, nodes, inits, [None, 1])
+
+    def score(v):
+        zz = scaler.transform(v)
+        e = ((ae.predict(zz) - zz) ** 2).mean(axis=1)
+        return e / (e + e0)
+
+    return model, score
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("datasets", nargs="+", help="dataset directories from sentinel-sim --dataset")
+    ap.add_argument("--out", default="models", help="where NAME.onnx and NAME.json go")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--exclude-kinds",
+        default="framer,mimic",
+        help="attack kinds whose rows are left out of training (default: framer and mimic, whose "
+        "harm the features do not show: their labelled rows look honest and teach noise)",
+    )
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+
+    os.makedirs(args.out, exist_ok=True)
+    x, y, kinds, subjects, names = load(args.datasets)
+    excluded = sorted(k for k in args.exclude_kinds.split(",") if k)
+    keep = ~np.isin(kinds, excluded)
+    x, y, kinds, subjects = x[keep], y[keep], kinds[keep], subjects[keep]
+    val = validation_mask(subjects)
+    print(f"rows {len(y)} ({int(y.sum())} malicious), validation {int(val.sum())}; kinds {sorted(set(kinds[y]))}")
+    dhash = data_hash(x, y)
+    for build in (classifier, autoencoder):
+        model, predict = build(x[~val], y[~val], args.seed)
+        name = model.graph.name
+        m = metrics(np.asarray(predict(x[val])), y[val], kinds[val])
+        path = os.path.join(args.out, f"{name}.onnx")
+        data = model.SerializeToString()
+        with open(path, "wb") as f:
+            f.write(data)
+        manifest = {
+            "name": name,
+            "kind": "classifier" if "classifier" in name else "autoencoder",
+            "file": f"{name}.onnx",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "feature_schema": FEATURE_SCHEMA,
+            "features": names,
+            "input": INPUT,
+            "output": OUTPUT,
+            "training": {
+                "data_sha256": dhash,
+                "rows": int(len(y)),
+                "malicious_rows": int(y.sum()),
+                "attack_kinds": sorted(set(kinds[y])),
+                "datasets": [os.path.basename(os.path.normpath(d)) for d in args.datasets],
+                "seed": args.seed,
+                "excluded_kinds": excluded,
+                "command": "python3 models/training/train.py " + " ".join(args.datasets) + f" --out {args.out}",
+                "opset": OPSET,
+            },
+            "metrics": {"validation": m},
+        }
+        with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+            json.dump(manifest, f, indent=2)
+            f.write("\n")
+        print(f"{name}: {len(data)} bytes, sha256 {manifest['sha256'][:16]}…, validation {json.dumps(m)}")
+
+
+if __name__ == "__main__":
+    main()

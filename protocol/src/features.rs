@@ -1,0 +1,614 @@
+//! Detection features: what one sentinel knows about one subject over one
+//! window, as a fixed row of numbers a model scores.
+//!
+//! The schema is named and versioned ([`SCHEMA`]) and every column is
+//! documented in `FEATURES.md` at the repository root. Extraction is a pure
+//! function of **signed reports only** — the observer's own latest report,
+//! the subject's latest report, and the latest reports of others that
+//! observe the subject — so a committee member or an appeal can recompute an
+//! accused row from the signed evidence alone.
+//!
+//! Three groups of columns:
+//! - **peers**: what the subject's neighbours report about it, aggregated
+//!   with robust statistics: the median, and a mean trimmed by a third at
+//!   each end ([`trimmed_mean`]). Fewer than a third of lying reporters
+//!   cannot move either outside the range of the honest reporters' values
+//!   (tested below), so they cannot push an honest subject over a
+//!   threshold the honest values stay under. A reporter counts only when
+//!   the subject's own report names it as a neighbour (or it is the
+//!   observer itself): a framer cannot add weight by claiming to observe a
+//!   node it has no link to.
+//! - **own**: the observer's direct observations of the subject.
+//! - **claims**: the subject's own report — its host metrics, and how far
+//!   its claims about each link disagree with what the other end reports.
+//!
+//! Rates are per second over the samples of the report that carries them;
+//! heavy-tailed quantities are `ln(1 + x)`.
+
+use crate::identity::NodeId;
+use crate::telemetry::{LinkSample, Observation, Report};
+
+/// Name and version of the feature schema. A model's manifest names the
+/// schema it was trained on; a scorer refuses rows of another.
+pub const SCHEMA: &str = "sentinel-features/1";
+/// The schema's version number (the `/1` of [`SCHEMA`]).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The columns, in order. `FEATURES.md` documents each.
+pub const NAMES: [&str; COUNT] = [
+    "reporters",
+    "listed_unconfirmed",
+    "subject_report_fresh",
+    "peer_msgs_in_med",
+    "peer_msgs_in_trim",
+    "peer_bytes_in_med",
+    "peer_invalid_med",
+    "peer_invalid_trim",
+    "peer_malformed_med",
+    "peer_duplicates_med",
+    "peer_duplicates_trim",
+    "peer_rate_limited_med",
+    "peer_rate_limited_trim",
+    "peer_probe_fail_med",
+    "peer_rtt_med",
+    "peer_reciprocity_med",
+    "own_neighbour",
+    "own_msgs_in",
+    "own_invalid",
+    "own_duplicates",
+    "own_rate_limited",
+    "own_probe_fail",
+    "own_reciprocity",
+    "claim_cpu",
+    "claim_mem",
+    "claim_net_out",
+    "claim_node_errors",
+    "claim_out_mismatch",
+    "claim_in_mismatch",
+    "claim_rtt_mismatch",
+];
+
+/// Number of columns.
+pub const COUNT: usize = 30;
+
+/// Reporters counted at most (more are possible with a large report).
+pub const MAX_REPORTERS: usize = 32;
+
+/// `ln(1 + ms)` standing for "no probe answered" in the RTT columns.
+const NO_RTT_MS: f64 = 5_000.0;
+
+/// One row of features, in [`NAMES`] order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row(pub [f32; COUNT]);
+
+impl Eq for Row {}
+
+impl Row {
+    /// The value of column `name`, if the schema has it.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<f32> {
+        NAMES.iter().position(|n| *n == name).map(|i| self.0[i])
+    }
+}
+
+/// A score in `[0, 1]` quantised to 1/10,000 (basis points), as carried in
+/// events, stored, and — later — signed in accusations.
+///
+/// Replaying a model on another CPU may change the float result in its last
+/// bits; quantising bounds the difference to [`Score::REPLAY_MARGIN`] steps
+/// whenever the float results differ by less than one step (1e-4), which the
+/// shipped models' tract-vs-onnxruntime test bounds at 1e-5.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Score(pub u16);
+
+impl Score {
+    /// Steps in 1.0.
+    pub const SCALE: u16 = 10_000;
+    /// A replayed score agrees when within this many steps of the original.
+    pub const REPLAY_MARGIN: u16 = 1;
+
+    /// Quantises a model output (clamped to `[0, 1]`; NaN counts as 1, the
+    /// suspicious end, so a broken model cannot hide anything).
+    #[must_use]
+    pub fn quantise(x: f32) -> Self {
+        let x = if x.is_nan() { 1.0 } else { x.clamp(0.0, 1.0) };
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "x is in [0, 1], so the product is in [0, 10000]"
+        )]
+        Self((f64::from(x) * f64::from(Self::SCALE)).round() as u16)
+    }
+
+    /// As a fraction.
+    #[must_use]
+    pub fn as_f32(self) -> f32 {
+        f32::from(self.0) / f32::from(Self::SCALE)
+    }
+
+    /// Whether `other` is an acceptable replay of `self`.
+    #[must_use]
+    pub fn agrees(self, other: Score) -> bool {
+        self.0.abs_diff(other.0) <= Self::REPLAY_MARGIN
+    }
+}
+
+impl std::fmt::Display for Score {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.4}", self.as_f32())
+    }
+}
+
+/// The median of `v` (mean of the middle two for an even count); 0 when
+/// empty. Reorders `v`.
+#[must_use]
+pub fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The mean of `v` without its `⌊n/3⌋` smallest and `⌊n/3⌋` largest values;
+/// 0 when empty. Reorders `v`.
+///
+/// With `k < n/3` arbitrary values among `n`, at least `k` are trimmed at
+/// each end, so the result lies within the range of the other values.
+#[must_use]
+pub fn trimmed_mean(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let cut = v.len() / 3;
+    let kept = &v[cut..v.len() - cut];
+    kept.iter().sum::<f64>() / kept.len() as f64
+}
+
+fn ln1p(x: f64) -> f64 {
+    x.max(0.0).ln_1p()
+}
+
+/// Totals of one observation: what one reporter saw of one neighbour over
+/// one report.
+#[derive(Debug, Clone, Copy, Default)]
+struct Link {
+    seconds: f64,
+    msgs_in: f64,
+    msgs_out: f64,
+    bytes_in: f64,
+    invalid: f64,
+    malformed: f64,
+    duplicates: f64,
+    rate_limited: f64,
+    probes_sent: f64,
+    probes_failed: f64,
+    /// Smallest round-trip time seen, ms.
+    rtt_ms: Option<f64>,
+}
+
+impl Link {
+    fn of(samples: &[LinkSample], sample_ms: u32) -> Self {
+        let mut l = Link {
+            seconds: (samples.len() as f64 * f64::from(sample_ms) / 1000.0).max(1e-3),
+            ..Link::default()
+        };
+        for s in samples {
+            l.msgs_in += f64::from(s.messages_in);
+            l.msgs_out += f64::from(s.messages_out);
+            l.bytes_in += f64::from(s.bytes_in);
+            l.invalid += f64::from(s.invalid);
+            l.malformed += f64::from(s.malformed);
+            l.duplicates += f64::from(s.duplicates);
+            l.rate_limited += f64::from(s.rate_limited);
+            l.probes_sent += f64::from(s.probes_sent);
+            l.probes_failed += f64::from(s.probes_failed);
+            if s.rtt_ms != LinkSample::NO_RTT {
+                let rtt = f64::from(s.rtt_ms);
+                l.rtt_ms = Some(l.rtt_ms.map_or(rtt, |r| r.min(rtt)));
+            }
+        }
+        l
+    }
+
+    fn rate(&self, x: f64) -> f64 {
+        ln1p(x / self.seconds)
+    }
+
+    fn probe_fail(&self) -> f64 {
+        if self.probes_sent > 0.0 {
+            (self.probes_failed / self.probes_sent).min(1.0)
+        } else {
+            0.0
+        }
+    }
+
+    fn rtt(&self) -> f64 {
+        ln1p(self.rtt_ms.unwrap_or(NO_RTT_MS))
+    }
+
+    /// Messages from the neighbour against messages to it, `ln` of the
+    /// ratio of per-second rates (+1 each).
+    fn reciprocity(&self) -> f64 {
+        ((self.msgs_in / self.seconds + 1.0) / (self.msgs_out / self.seconds + 1.0)).ln()
+    }
+}
+
+fn observation_of<'a>(report: &'a Report, subject: &NodeId) -> Option<&'a Observation> {
+    report
+        .neighbours
+        .binary_search_by(|o| o.neighbour.cmp(subject))
+        .ok()
+        .map(|i| &report.neighbours[i])
+}
+
+/// Whether `report` covers time up to at least `now_ms - horizon_ms`.
+fn fresh(report: &Report, now_ms: u64, horizon_ms: u64) -> bool {
+    let end = report
+        .start_ms
+        .saturating_add(report.host.len() as u64 * u64::from(report.sample_ms));
+    end.saturating_add(horizon_ms) >= now_ms
+}
+
+/// What extraction reads: the reports an observer holds, by signer.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// Who is scored.
+    pub subject: NodeId,
+    /// Who scores (its own report is among `reports`, if it has one).
+    pub observer: NodeId,
+    /// The observer's clock, Unix ms.
+    pub now_ms: u64,
+    /// Reports ending more than this long before `now_ms` are ignored
+    /// (two report intervals is the usual choice).
+    pub horizon_ms: u64,
+    /// Latest report of each signer: the subject's, the observer's, and
+    /// any others (those that do not observe the subject are skipped).
+    pub reports: &'a [(NodeId, &'a Report)],
+}
+
+/// Extracts the feature row of [`Inputs::subject`] (see the module
+/// documentation and `FEATURES.md`).
+#[must_use]
+pub fn extract(inputs: &Inputs<'_>) -> Row {
+    let Inputs {
+        subject,
+        observer,
+        now_ms,
+        horizon_ms,
+        reports,
+    } = *inputs;
+    let subject_report = reports
+        .iter()
+        .find(|(o, r)| *o == subject && fresh(r, now_ms, horizon_ms))
+        .map(|(_, r)| *r);
+    let listed = |o: &NodeId| subject_report.is_none_or(|r| observation_of(r, o).is_some());
+    // Reporters: fresh reports, other than the subject's, that observe it
+    // and that the subject names too (or that are the observer's own).
+    let mut peers: Vec<(NodeId, Link, &Report)> = reports
+        .iter()
+        .filter(|(o, r)| *o != subject && fresh(r, now_ms, horizon_ms))
+        .filter(|(o, _)| *o == observer || listed(o))
+        .filter_map(|(o, r)| {
+            observation_of(r, &subject).map(|obs| (*o, Link::of(&obs.samples, r.sample_ms), *r))
+        })
+        .collect();
+    peers.sort_by_key(|p| p.0);
+    peers.truncate(MAX_REPORTERS);
+
+    let mut f = [0f64; COUNT];
+    f[0] = peers.len() as f64;
+    f[2] = f64::from(u8::from(subject_report.is_some()));
+    let column = |g: &dyn Fn(&Link) -> f64| -> Vec<f64> { peers.iter().map(|p| g(&p.1)).collect() };
+    let med = |g: &dyn Fn(&Link) -> f64| median(&mut column(g));
+    let trim = |g: &dyn Fn(&Link) -> f64| trimmed_mean(&mut column(g));
+    f[3] = med(&|l| l.rate(l.msgs_in));
+    f[4] = trim(&|l| l.rate(l.msgs_in));
+    f[5] = med(&|l| l.rate(l.bytes_in));
+    f[6] = med(&|l| l.rate(l.invalid));
+    f[7] = trim(&|l| l.rate(l.invalid));
+    f[8] = med(&|l| l.rate(l.malformed));
+    f[9] = med(&|l| l.rate(l.duplicates));
+    f[10] = trim(&|l| l.rate(l.duplicates));
+    f[11] = med(&|l| l.rate(l.rate_limited));
+    f[12] = trim(&|l| l.rate(l.rate_limited));
+    f[13] = med(&Link::probe_fail);
+    f[14] = med(&Link::rtt);
+    f[15] = med(&Link::reciprocity);
+
+    if let Some((_, own, _)) = peers.iter().find(|p| p.0 == observer) {
+        f[16] = 1.0;
+        f[17] = own.rate(own.msgs_in);
+        f[18] = own.rate(own.invalid);
+        f[19] = own.rate(own.duplicates);
+        f[20] = own.rate(own.rate_limited);
+        f[21] = own.probe_fail();
+        f[22] = own.reciprocity();
+    }
+
+    if let Some(r) = subject_report {
+        claims(r, &subject, &peers, reports, now_ms, horizon_ms, &mut f);
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "features are small, bounded magnitudes; f32 is the models' input type"
+    )]
+    Row(f.map(|x| if x.is_finite() { x as f32 } else { 0.0 }))
+}
+
+/// The claims columns: the subject's host metrics and how its link claims
+/// compare with the other ends' observations.
+fn claims(
+    r: &Report,
+    subject: &NodeId,
+    peers: &[(NodeId, Link, &Report)],
+    reports: &[(NodeId, &Report)],
+    now_ms: u64,
+    horizon_ms: u64,
+    f: &mut [f64; COUNT],
+) {
+    let n = r.host.len().max(1) as f64;
+    let seconds = (r.host.len() as f64 * f64::from(r.sample_ms) / 1000.0).max(1e-3);
+    let sum = |g: &dyn Fn(&crate::telemetry::HostSample) -> f64| r.host.iter().map(g).sum::<f64>();
+    f[23] = sum(&|h| f64::from(h.cpu_permille)) / n / 1000.0;
+    f[24] = sum(&|h| f64::from(h.mem_permille)) / n / 1000.0;
+    f[25] = ln1p(sum(&|h| f64::from(h.net_out_bytes)) / seconds);
+    f[26] = ln1p(sum(&|h| f64::from(h.node_errors)) / seconds);
+
+    // Listed neighbours whose fresh report the observer holds: does each
+    // name the subject back?
+    let mut held = 0usize;
+    let mut unconfirmed = 0usize;
+    for obs in &r.neighbours {
+        let Some((_, theirs)) = reports
+            .iter()
+            .find(|(o, t)| *o == obs.neighbour && fresh(t, now_ms, horizon_ms))
+        else {
+            continue;
+        };
+        held += 1;
+        if observation_of(theirs, subject).is_none() {
+            unconfirmed += 1;
+        }
+    }
+    if held > 0 {
+        f[1] = unconfirmed as f64 / held as f64;
+    }
+
+    // Mutual links: the subject's claim about the link against the other
+    // end's observation of it.
+    let mut out_gap = Vec::new();
+    let mut in_gap = Vec::new();
+    let mut rtt_gap = Vec::new();
+    for (o, theirs, _) in peers {
+        let Some(mine) = observation_of(r, o) else {
+            continue;
+        };
+        let mine = Link::of(&mine.samples, r.sample_ms);
+        let gap = |a: f64, b: f64| (a - b).abs();
+        out_gap.push(gap(mine.rate(mine.msgs_out), theirs.rate(theirs.msgs_in)));
+        in_gap.push(gap(mine.rate(mine.msgs_in), theirs.rate(theirs.msgs_out)));
+        rtt_gap.push(gap(mine.rtt(), theirs.rtt()));
+    }
+    f[27] = median(&mut out_gap);
+    f[28] = median(&mut in_gap);
+    f[29] = median(&mut rtt_gap);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::HostSample;
+    use proptest::prelude::*;
+
+    fn id(b: u8) -> NodeId {
+        NodeId([b; NodeId::LEN])
+    }
+
+    fn sample(msgs: u16, invalid: u16, rtt: u16) -> LinkSample {
+        LinkSample {
+            messages_in: msgs,
+            messages_out: msgs,
+            bytes_in: u32::from(msgs) * 900,
+            bytes_out: u32::from(msgs) * 900,
+            invalid,
+            probes_sent: 1,
+            rtt_ms: rtt,
+            ..LinkSample::default()
+        }
+    }
+
+    /// A report by a node that observes each of `links` with the given
+    /// per-sample (messages, invalid).
+    fn report(start_ms: u64, links: &[(NodeId, u16, u16)]) -> Report {
+        let mut links = links.to_vec();
+        links.sort_by_key(|l| l.0);
+        Report {
+            start_ms,
+            sample_ms: 1000,
+            host: vec![
+                HostSample {
+                    cpu_permille: 200,
+                    mem_permille: 400,
+                    ..HostSample::default()
+                };
+                5
+            ],
+            neighbours: links
+                .iter()
+                .map(|(n, m, inv)| Observation {
+                    neighbour: *n,
+                    claimed_epoch: 1,
+                    claimed_sequence: 1,
+                    samples: vec![sample(*m, *inv, 40); 5],
+                })
+                .collect(),
+        }
+    }
+
+    const NOW: u64 = 1_000_000;
+
+    #[test]
+    fn schema_names_are_unique_and_counted() {
+        let mut names = NAMES.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), COUNT);
+    }
+
+    #[test]
+    fn honest_neighbourhood_gives_quiet_features_and_the_observer_counts_as_own() {
+        let s = id(1);
+        let reporters: Vec<NodeId> = (2..7).map(id).collect();
+        let subject = report(
+            NOW - 5_000,
+            &reporters.iter().map(|r| (*r, 10, 0)).collect::<Vec<_>>(),
+        );
+        let theirs: Vec<Report> = reporters
+            .iter()
+            .map(|_| report(NOW - 5_000, &[(s, 10, 0)]))
+            .collect();
+        let mut all: Vec<(NodeId, &Report)> = vec![(s, &subject)];
+        all.extend(reporters.iter().copied().zip(theirs.iter()));
+        let row = extract(&Inputs {
+            subject: s,
+            observer: reporters[0],
+            now_ms: NOW,
+            horizon_ms: 10_000,
+            reports: &all,
+        });
+        assert_eq!(row.get("reporters"), Some(5.0));
+        assert_eq!(row.get("subject_report_fresh"), Some(1.0));
+        assert_eq!(row.get("own_neighbour"), Some(1.0));
+        assert_eq!(row.get("peer_invalid_med"), Some(0.0));
+        assert_eq!(row.get("listed_unconfirmed"), Some(0.0));
+        assert_eq!(row.get("claim_out_mismatch"), Some(0.0));
+        let msgs = row.get("peer_msgs_in_med").unwrap();
+        assert!((msgs - 11f32.ln()).abs() < 1e-6, "{msgs}");
+        assert!((row.get("claim_cpu").unwrap() - 0.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn stale_reports_and_unnamed_reporters_are_ignored() {
+        let s = id(1);
+        let subject = report(NOW - 5_000, &[(id(2), 10, 0)]);
+        let named = report(NOW - 5_000, &[(s, 10, 0)]);
+        let stale = report(NOW - 60_000, &[(s, 10, 9)]);
+        // A framer with no link to the subject claims it sent garbage.
+        let framer = report(NOW - 5_000, &[(s, 10, 9)]);
+        let all = [
+            (s, &subject),
+            (id(2), &named),
+            (id(3), &stale),
+            (id(4), &framer),
+        ];
+        let row = extract(&Inputs {
+            subject: s,
+            observer: id(9),
+            now_ms: NOW,
+            horizon_ms: 10_000,
+            reports: &all,
+        });
+        assert_eq!(row.get("reporters"), Some(1.0));
+        assert_eq!(row.get("peer_invalid_med"), Some(0.0));
+        assert_eq!(row.get("own_neighbour"), Some(0.0));
+    }
+
+    #[test]
+    fn a_flooding_subject_shows_in_peer_columns() {
+        let s = id(1);
+        let reporters: Vec<NodeId> = (2..6).map(id).collect();
+        let subject = report(
+            NOW - 5_000,
+            &reporters.iter().map(|r| (*r, 10, 0)).collect::<Vec<_>>(),
+        );
+        let theirs: Vec<Report> = reporters
+            .iter()
+            .map(|_| report(NOW - 5_000, &[(s, 400, 50)]))
+            .collect();
+        let mut all: Vec<(NodeId, &Report)> = vec![(s, &subject)];
+        all.extend(reporters.iter().copied().zip(theirs.iter()));
+        let row = extract(&Inputs {
+            subject: s,
+            observer: id(9),
+            now_ms: NOW,
+            horizon_ms: 10_000,
+            reports: &all,
+        });
+        assert!(row.get("peer_invalid_med").unwrap() > 3.9);
+        // It claims 10 messages a second where the other ends count 400.
+        assert!(row.get("claim_in_mismatch").unwrap() > 3.0);
+    }
+
+    #[test]
+    fn empty_and_nan_inputs_are_safe() {
+        assert_eq!(median(&mut []), 0.0);
+        assert_eq!(trimmed_mean(&mut []), 0.0);
+        assert_eq!(Score::quantise(f32::NAN), Score(10_000));
+        assert_eq!(Score::quantise(-3.0), Score(0));
+        assert_eq!(Score::quantise(0.12345), Score(1235));
+        assert!(Score(1235).agrees(Score(1234)));
+        assert!(!Score(1235).agrees(Score(1233)));
+        let row = extract(&Inputs {
+            subject: id(1),
+            observer: id(2),
+            now_ms: NOW,
+            horizon_ms: 10_000,
+            reports: &[],
+        });
+        assert_eq!(row, Row([0.0; COUNT]));
+    }
+
+    proptest! {
+        /// Fewer than a third of arbitrary values cannot move the median or
+        /// the trimmed mean outside the honest values' range.
+        #[test]
+        fn robust_aggregates_stay_within_the_honest_range(
+            honest in proptest::collection::vec(0.0f64..10.0, 1..20),
+            liars in proptest::collection::vec(-1e9f64..1e9, 0..10),
+        ) {
+            let n = honest.len() + liars.len();
+            prop_assume!(3 * liars.len() < n);
+            let lo = honest.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = honest.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mut all: Vec<f64> = honest.iter().chain(liars.iter()).copied().collect();
+            let m = median(&mut all);
+            let t = trimmed_mean(&mut all);
+            prop_assert!(m >= lo - 1e-9 && m <= hi + 1e-9, "median {} outside {}..{}", m, lo, hi);
+            prop_assert!(t >= lo - 1e-9 && t <= hi + 1e-9, "trimmed {} outside {}..{}", t, lo, hi);
+        }
+
+        /// The same for whole feature rows: an honest subject with n
+        /// honest reporters and fewer than n/2 framers among its named
+        /// neighbours (so under a third of all reporters) keeps its peer
+        /// columns within what the honest reporters alone give.
+        #[test]
+        fn framers_under_a_third_cannot_raise_an_honest_subjects_peer_columns(
+            honest in 3usize..10,
+            framers in 0usize..5,
+            garbage in 1u16..2000,
+        ) {
+            prop_assume!(3 * framers < honest + framers);
+            let s = id(1);
+            let ids: Vec<NodeId> = (0..honest + framers).map(|i| id(10 + u8::try_from(i).unwrap())).collect();
+            let subject = report(NOW - 5_000, &ids.iter().map(|r| (*r, 10, 0)).collect::<Vec<_>>());
+            let theirs: Vec<Report> = (0..ids.len())
+                .map(|i| if i < honest { report(NOW - 5_000, &[(s, 10, 0)]) } else { report(NOW - 5_000, &[(s, garbage, garbage)]) })
+                .collect();
+            let mut all: Vec<(NodeId, &Report)> = vec![(s, &subject)];
+            all.extend(ids.iter().copied().zip(theirs.iter()));
+            let row = extract(&Inputs { subject: s, observer: id(9), now_ms: NOW, horizon_ms: 10_000, reports: &all });
+            for name in ["peer_invalid_med", "peer_invalid_trim", "peer_msgs_in_med", "peer_msgs_in_trim"] {
+                let v = row.get(name).unwrap();
+                let honest_value = if name.contains("invalid") { 0.0 } else { 11f32.ln() };
+                prop_assert!((v - honest_value).abs() < 1e-5, "{} = {}", name, v);
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Local suspicion: per-subject hysteresis over model scores.
+//!
+//! After signing each report the node extracts a feature row
+//! ([`crate::features`]) for every neighbour in its active view and asks its
+//! host to score them ([`crate::node::Event::ScoreRequest`]); the host runs
+//! the model (batched across nodes in the simulator) and hands the quantised
+//! scores back ([`crate::node::Node::handle_scores`]). A subject becomes
+//! suspected after `raise_after` consecutive windows at or above `raise`,
+//! and stops being suspected after `clear_after` consecutive windows below
+//! `clear` (`clear` ≤ `raise`), so one noisy window neither raises nor
+//! clears anything.
+
+use std::collections::BTreeMap;
+
+use crate::error::Error;
+use crate::features::Score;
+use crate::identity::NodeId;
+
+/// Scoring and hysteresis settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuspicionPolicy {
+    /// Ask the host to score neighbours at all. Default false: a host
+    /// without a model leaves it off.
+    pub enabled: bool,
+    /// Score at or above which a window counts towards raising.
+    /// Default 0.9.
+    pub raise: Score,
+    /// Score below which a window counts towards clearing. Default 0.5.
+    pub clear: Score,
+    /// Consecutive high windows that raise suspicion. Default 2.
+    pub raise_after: u8,
+    /// Consecutive low windows that clear it. Default 3.
+    pub clear_after: u8,
+}
+
+impl Default for SuspicionPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            raise: Score(9_000),
+            clear: Score(5_000),
+            raise_after: 2,
+            clear_after: 3,
+        }
+    }
+}
+
+impl SuspicionPolicy {
+    /// Checks the fields.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the field.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::InvalidInput(format!("suspicion policy: {m}")));
+        if self.raise.0 > Score::SCALE || self.raise.0 == 0 {
+            return bad("raise must be above 0 and at most 1");
+        }
+        if self.clear > self.raise {
+            return bad("clear must not exceed raise");
+        }
+        if self.raise_after == 0 || self.clear_after == 0 {
+            return bad("raise_after and clear_after must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// One subject's hysteresis state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Suspicion {
+    /// Latest score.
+    pub score: Score,
+    /// Consecutive windows at or above `raise`.
+    pub high: u8,
+    /// Consecutive windows below `clear`.
+    pub low: u8,
+    /// Currently suspected.
+    pub raised: bool,
+}
+
+/// What a new score did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing visible.
+    None,
+    /// The subject is now suspected.
+    Raised,
+    /// The subject is no longer suspected.
+    Cleared,
+}
+
+/// Hysteresis state of every scored subject.
+#[derive(Debug, Clone, Default)]
+pub struct Suspicions {
+    subjects: BTreeMap<NodeId, Suspicion>,
+}
+
+impl Suspicions {
+    /// Applies one window's score for `subject`.
+    pub fn update(&mut self, policy: &SuspicionPolicy, subject: NodeId, score: Score) -> Change {
+        let s = self.subjects.entry(subject).or_default();
+        s.score = score;
+        if score >= policy.raise {
+            s.high = s.high.saturating_add(1);
+        } else {
+            s.high = 0;
+        }
+        if score < policy.clear {
+            s.low = s.low.saturating_add(1);
+        } else {
+            s.low = 0;
+        }
+        if !s.raised && s.high >= policy.raise_after {
+            s.raised = true;
+            Change::Raised
+        } else if s.raised && s.low >= policy.clear_after {
+            s.raised = false;
+            Change::Cleared
+        } else {
+            Change::None
+        }
+    }
+
+    /// Forgets `subject` (it left the view); true when it was suspected.
+    pub fn forget(&mut self, subject: &NodeId) -> bool {
+        self.subjects.remove(subject).is_some_and(|s| s.raised)
+    }
+
+    /// The state of `subject`.
+    #[must_use]
+    pub fn get(&self, subject: &NodeId) -> Option<&Suspicion> {
+        self.subjects.get(subject)
+    }
+
+    /// Every scored subject, ascending by id.
+    pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &Suspicion)> {
+        self.subjects.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_high_window_does_not_raise_and_one_low_does_not_clear() {
+        let p = SuspicionPolicy::default();
+        let mut s = Suspicions::default();
+        let x = NodeId([1; 32]);
+        assert_eq!(s.update(&p, x, Score(9_500)), Change::None);
+        assert_eq!(s.update(&p, x, Score(100)), Change::None);
+        assert_eq!(s.update(&p, x, Score(9_500)), Change::None);
+        assert_eq!(s.update(&p, x, Score(9_000)), Change::Raised);
+        // Between clear and raise: stays raised, resets nothing useful.
+        assert_eq!(s.update(&p, x, Score(7_000)), Change::None);
+        assert_eq!(s.update(&p, x, Score(100)), Change::None);
+        assert_eq!(s.update(&p, x, Score(100)), Change::None);
+        assert_eq!(s.update(&p, x, Score(100)), Change::Cleared);
+        assert!(!s.get(&x).unwrap().raised);
+        assert_eq!(s.update(&p, x, Score(9_900)), Change::None);
+        assert_eq!(s.update(&p, x, Score(9_900)), Change::Raised);
+        assert!(s.forget(&x));
+        assert!(!s.forget(&x));
+    }
+
+    #[test]
+    fn bad_policies_are_named() {
+        let mut p = SuspicionPolicy {
+            clear: Score(9_500),
+            ..SuspicionPolicy::default()
+        };
+        assert!(p.validate().unwrap_err().to_string().contains("clear"));
+        p.clear = Score(1);
+        p.raise_after = 0;
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("raise_after")
+        );
+    }
+}
