@@ -27,8 +27,10 @@ use sentinel_protocol::features::{self, Row, Score};
 use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::*;
 
-/// Rows per tract run; larger requests are split.
-pub const MAX_BATCH: usize = 4_096;
+/// Batch sizes the graph is compiled for. A request is cut greedily into
+/// runs of these sizes (1,500 rows: one of 1,024, seven of 64, 28 of 1), so
+/// every run has concrete shapes and no row is padded.
+pub const BATCH_SIZES: [usize; 3] = [1_024, 64, 1];
 
 /// Largest ONNX file accepted (the shipped ones are a few KB).
 pub const MAX_MODEL_BYTES: u64 = 64 << 20;
@@ -203,11 +205,12 @@ impl Manifest {
     }
 }
 
-/// A model run by tract.
-#[derive(Debug, Clone)]
+/// A model run by tract: one compiled plan, with its run state kept between
+/// calls, per batch size in [`BATCH_SIZES`].
+#[derive(Debug)]
 pub struct TractScorer {
     manifest: Manifest,
-    plan: Arc<TypedRunnableModel>,
+    plans: Vec<(usize, TypedSimpleState)>,
     input: Vec<f32>,
 }
 
@@ -281,18 +284,26 @@ impl TractScorer {
             return Err(hash_error("the pinned policy", pin));
         }
         manifest.check_schema()?;
-        let plan = Self::plan(&manifest, onnx).map_err(|e| ModelError::Onnx {
-            name: manifest.name.clone(),
-            message: format!("{e:#}"),
-        })?;
+        let plans = BATCH_SIZES
+            .iter()
+            .map(|&size| Ok((size, Self::plan(&manifest, onnx, size)?.spawn()?)))
+            .collect::<TractResult<Vec<_>>>()
+            .map_err(|e| ModelError::Onnx {
+                name: manifest.name.clone(),
+                message: format!("{e:#}"),
+            })?;
         Ok(Self {
             manifest,
-            plan,
+            plans,
             input: Vec::new(),
         })
     }
 
-    fn plan(manifest: &Manifest, onnx: &[u8]) -> TractResult<Arc<TypedRunnableModel>> {
+    fn plan(
+        manifest: &Manifest,
+        onnx: &[u8],
+        batch: usize,
+    ) -> TractResult<Arc<TypedRunnableModel>> {
         let mut reader = onnx;
         let model = tract_onnx::onnx().model_for_read(&mut reader)?;
         let inputs = model.input_outlets()?.len();
@@ -309,12 +320,8 @@ impl TractScorer {
                 manifest.output
             )
         })?;
-        let n = model.sym("N");
         let typed = model
-            .with_input_fact(
-                0,
-                f32::fact(tract_onnx::tract_core::dims!(n, features::COUNT)).into(),
-            )?
+            .with_input_fact(0, f32::fact([batch, features::COUNT]).into())?
             .into_optimized()?;
         let out = typed.output_fact(0)?;
         let rank = out.shape.rank();
@@ -334,7 +341,13 @@ impl TractScorer {
             self.input.extend_from_slice(&r.0);
         }
         let tensor = Tensor::from_shape(&[rows.len(), features::COUNT], &self.input)?;
-        let result = self.plan.run(tvec!(tensor.into_tvalue()))?;
+        let Some((_, state)) = self.plans.iter_mut().find(|(size, _)| *size == rows.len()) else {
+            return Err(tract_onnx::tract_core::internal::anyhow!(
+                "no plan for a batch of {}",
+                rows.len()
+            ));
+        };
+        let result = state.run(tvec!(tensor.into_tvalue()))?;
         let view = result[0].to_plain_array_view::<f32>()?;
         anyhow_ensure(view.len() == rows.len(), || {
             format!("{} outputs for {} rows", view.len(), rows.len())
@@ -359,12 +372,20 @@ impl Scorer for TractScorer {
 
     fn score_raw(&mut self, rows: &[Row]) -> Result<Vec<f32>, ModelError> {
         let mut out = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(MAX_BATCH) {
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let size = BATCH_SIZES
+                .iter()
+                .copied()
+                .find(|s| *s <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(size);
             self.run_batch(chunk, &mut out)
                 .map_err(|e| ModelError::Onnx {
                     name: self.manifest.name.clone(),
                     message: format!("{e:#}"),
                 })?;
+            rest = tail;
         }
         Ok(out)
     }

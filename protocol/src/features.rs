@@ -454,6 +454,45 @@ mod tests {
 
     const NOW: u64 = 1_000_000;
 
+    /// The subject's report naming `reporters`, and each reporter's report
+    /// observing the subject with `seen(i)` = (messages, invalid) a sample.
+    fn neighbourhood(
+        s: NodeId,
+        reporters: &[NodeId],
+        seen: impl Fn(usize) -> (u16, u16),
+    ) -> (Report, Vec<Report>) {
+        let subject = report(
+            NOW - 5_000,
+            &reporters.iter().map(|r| (*r, 10, 0)).collect::<Vec<_>>(),
+        );
+        let theirs = (0..reporters.len())
+            .map(|i| {
+                let (m, inv) = seen(i);
+                report(NOW - 5_000, &[(s, m, inv)])
+            })
+            .collect();
+        (subject, theirs)
+    }
+
+    /// The row `observer` extracts about `s` from those reports.
+    fn row_of(
+        s: NodeId,
+        observer: NodeId,
+        subject: &Report,
+        reporters: &[NodeId],
+        theirs: &[Report],
+    ) -> Row {
+        let mut all: Vec<(NodeId, &Report)> = vec![(s, subject)];
+        all.extend(reporters.iter().copied().zip(theirs.iter()));
+        extract(&Inputs {
+            subject: s,
+            observer,
+            now_ms: NOW,
+            horizon_ms: 10_000,
+            reports: &all,
+        })
+    }
+
     #[test]
     fn schema_names_are_unique_and_counted() {
         let mut names = NAMES.to_vec();
@@ -466,23 +505,8 @@ mod tests {
     fn honest_neighbourhood_gives_quiet_features_and_the_observer_counts_as_own() {
         let s = id(1);
         let reporters: Vec<NodeId> = (2..7).map(id).collect();
-        let subject = report(
-            NOW - 5_000,
-            &reporters.iter().map(|r| (*r, 10, 0)).collect::<Vec<_>>(),
-        );
-        let theirs: Vec<Report> = reporters
-            .iter()
-            .map(|_| report(NOW - 5_000, &[(s, 10, 0)]))
-            .collect();
-        let mut all: Vec<(NodeId, &Report)> = vec![(s, &subject)];
-        all.extend(reporters.iter().copied().zip(theirs.iter()));
-        let row = extract(&Inputs {
-            subject: s,
-            observer: reporters[0],
-            now_ms: NOW,
-            horizon_ms: 10_000,
-            reports: &all,
-        });
+        let (subject, theirs) = neighbourhood(s, &reporters, |_| (10, 0));
+        let row = row_of(s, reporters[0], &subject, &reporters, &theirs);
         assert_eq!(row.get("reporters"), Some(5.0));
         assert_eq!(row.get("subject_report_fresh"), Some(1.0));
         assert_eq!(row.get("own_neighbour"), Some(1.0));
@@ -524,23 +548,8 @@ mod tests {
     fn a_flooding_subject_shows_in_peer_columns() {
         let s = id(1);
         let reporters: Vec<NodeId> = (2..6).map(id).collect();
-        let subject = report(
-            NOW - 5_000,
-            &reporters.iter().map(|r| (*r, 10, 0)).collect::<Vec<_>>(),
-        );
-        let theirs: Vec<Report> = reporters
-            .iter()
-            .map(|_| report(NOW - 5_000, &[(s, 400, 50)]))
-            .collect();
-        let mut all: Vec<(NodeId, &Report)> = vec![(s, &subject)];
-        all.extend(reporters.iter().copied().zip(theirs.iter()));
-        let row = extract(&Inputs {
-            subject: s,
-            observer: id(9),
-            now_ms: NOW,
-            horizon_ms: 10_000,
-            reports: &all,
-        });
+        let (subject, theirs) = neighbourhood(s, &reporters, |_| (400, 50));
+        let row = row_of(s, id(9), &subject, &reporters, &theirs);
         assert!(row.get("peer_invalid_med").unwrap() > 3.9);
         // It claims 10 messages a second where the other ends count 400.
         assert!(row.get("claim_in_mismatch").unwrap() > 3.0);
@@ -597,13 +606,8 @@ mod tests {
             prop_assume!(3 * framers < honest + framers);
             let s = id(1);
             let ids: Vec<NodeId> = (0..honest + framers).map(|i| id(10 + u8::try_from(i).unwrap())).collect();
-            let subject = report(NOW - 5_000, &ids.iter().map(|r| (*r, 10, 0)).collect::<Vec<_>>());
-            let theirs: Vec<Report> = (0..ids.len())
-                .map(|i| if i < honest { report(NOW - 5_000, &[(s, 10, 0)]) } else { report(NOW - 5_000, &[(s, garbage, garbage)]) })
-                .collect();
-            let mut all: Vec<(NodeId, &Report)> = vec![(s, &subject)];
-            all.extend(ids.iter().copied().zip(theirs.iter()));
-            let row = extract(&Inputs { subject: s, observer: id(9), now_ms: NOW, horizon_ms: 10_000, reports: &all });
+            let (subject, theirs) = neighbourhood(s, &ids, |i| if i < honest { (10, 0) } else { (garbage, garbage) });
+            let row = row_of(s, id(9), &subject, &ids, &theirs);
             for name in ["peer_invalid_med", "peer_invalid_trim", "peer_msgs_in_med", "peer_msgs_in_trim"] {
                 let v = row.get(name).unwrap();
                 let honest_value = if name.contains("invalid") { 0.0 } else { 11f32.ln() };

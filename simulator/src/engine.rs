@@ -860,17 +860,8 @@ impl Sim {
                 if let Some(b) = self.slots[i].rewrites.get(&key) {
                     return Some(b.clone());
                 }
+                let mut crypto = self.crypto_of(i)?;
                 let slot = &mut self.slots[i];
-                let mut crypto = match (&self.sc.crypto, slot.node.as_ref()) {
-                    (_, None) => return Some(bytes),
-                    (CryptoMode::Modelled, _) => {
-                        SimCrypto::Modelled(ModelledCrypto::new(self.ids[i]))
-                    }
-                    (CryptoMode::Real, _) => SimCrypto::Real {
-                        inner: Box::new(RealCrypto::new(Identity::from_seed(&self.seeds[i]).ok()?)),
-                        cache: self.cache.clone(),
-                    },
-                };
                 let verified = crypto.open(&self.roster, frame).ok()?;
                 let mut report = Report::decode_exact(verified.payload()).ok()?;
                 let a = slot.attack.as_ref()?;
@@ -1097,8 +1088,6 @@ impl Sim {
                 }
             }
             if live && !back.is_empty() {
-                let now_ms = self.node_ms(i);
-                let _ = now_ms;
                 if let Some(node) = self.slots[i].node.as_mut() {
                     node.handle_scores(p.window, &back);
                 }
