@@ -46,6 +46,25 @@ impl Default for SuspicionPolicy {
 }
 
 impl SuspicionPolicy {
+    /// A policy from thresholds given as fractions (config files and
+    /// scenarios write 0.9, not 9,000).
+    #[must_use]
+    pub fn from_fractions(
+        enabled: bool,
+        raise: f32,
+        clear: f32,
+        raise_after: u8,
+        clear_after: u8,
+    ) -> Self {
+        Self {
+            enabled,
+            raise: Score::quantise(raise),
+            clear: Score::quantise(clear),
+            raise_after,
+            clear_after,
+        }
+    }
+
     /// Checks the fields.
     ///
     /// # Errors

@@ -87,14 +87,13 @@ impl DetectionSection {
     /// The node's suspicion policy.
     #[must_use]
     pub fn policy(&self) -> sentinel_protocol::suspicion::SuspicionPolicy {
-        use sentinel_protocol::features::Score;
-        sentinel_protocol::suspicion::SuspicionPolicy {
-            enabled: self.enabled,
-            raise: Score::quantise(self.raise),
-            clear: Score::quantise(self.clear),
-            raise_after: self.raise_after,
-            clear_after: self.clear_after,
-        }
+        sentinel_protocol::suspicion::SuspicionPolicy::from_fractions(
+            self.enabled,
+            self.raise,
+            self.clear,
+            self.raise_after,
+            self.clear_after,
+        )
     }
 
     /// Loads the configured model (a shipped one by name, else a manifest

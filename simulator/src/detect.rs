@@ -46,13 +46,13 @@ impl DetectionSettings {
     /// wanted).
     #[must_use]
     pub fn policy(&self, enabled: bool) -> sentinel_protocol::suspicion::SuspicionPolicy {
-        sentinel_protocol::suspicion::SuspicionPolicy {
+        sentinel_protocol::suspicion::SuspicionPolicy::from_fractions(
             enabled,
-            raise: Score::quantise(self.raise),
-            clear: Score::quantise(self.clear),
-            raise_after: self.raise_after,
-            clear_after: self.clear_after,
-        }
+            self.raise,
+            self.clear,
+            self.raise_after,
+            self.clear_after,
+        )
     }
 }
 

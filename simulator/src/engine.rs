@@ -174,6 +174,9 @@ struct Slot {
     victim: bool,
     /// Relays a mimic dropped since the last second, per neighbour.
     dropped_relays: BTreeMap<u32, u32>,
+    /// An attacker's own signer for rewritten and forged reports, made
+    /// once (a real-mode signer costs a key derivation).
+    signer: Option<Box<SimCrypto>>,
 }
 
 /// The second signer of an equivocating node (as a second process with
@@ -326,7 +329,7 @@ impl Sim {
                     start_us: (a.start_s * 1e6) as u64,
                     intensity: a.intensity,
                     ramp_us: (a.ramp_s * 1e6) as u64,
-                    victim: victim.map(|v| seeds_id(&seeds, v)),
+                    victim: victim.map(|v| ids[v]),
                     old_reports: std::collections::VecDeque::new(),
                     forged: 0,
                 }));
@@ -487,6 +490,15 @@ impl Sim {
             self.push(self.now + d, EvKind::StallStart(i as u32));
         }
         self.after(i);
+    }
+
+    /// Node `i`'s signer for the frames its attack makes, taken out of its
+    /// slot (made once; hand it back with `self.slots[i].signer = ...`).
+    fn take_signer(&mut self, i: usize) -> Option<Box<SimCrypto>> {
+        match self.slots[i].signer.take() {
+            Some(s) => Some(s),
+            None => self.crypto_of(i).map(Box::new),
+        }
     }
 
     /// A signer for node `i` in the scenario's crypto mode.
@@ -860,18 +872,21 @@ impl Sim {
                 if let Some(b) = self.slots[i].rewrites.get(&key) {
                     return Some(b.clone());
                 }
-                let mut crypto = self.crypto_of(i)?;
+                let mut crypto = self.take_signer(i)?;
+                let sealed = self.slots[i].attack.as_ref().and_then(|a| {
+                    let verified = crypto.open(&self.roster, frame).ok()?;
+                    let mut report = Report::decode_exact(verified.payload()).ok()?;
+                    let h = *verified.header();
+                    crate::adversary::rewrite(a, strength, &mut report).then_some(())?;
+                    crypto
+                        .seal(self.roster.mesh_id(), h.kind, h.stamp, &report.to_bytes())
+                        .ok()
+                });
                 let slot = &mut self.slots[i];
-                let verified = crypto.open(&self.roster, frame).ok()?;
-                let mut report = Report::decode_exact(verified.payload()).ok()?;
-                let a = slot.attack.as_ref()?;
-                if !crate::adversary::rewrite(a, strength, &mut report) {
+                slot.signer = Some(crypto);
+                let Some(sealed) = sealed else {
                     return Some(bytes);
-                }
-                let h = verified.header();
-                let sealed = crypto
-                    .seal(self.roster.mesh_id(), h.kind, h.stamp, &report.to_bytes())
-                    .ok()?;
+                };
                 let msg: Arc<[u8]> = Message::Report(&sealed).encode().into();
                 if slot.rewrites.len() >= TWIN_VERSIONS
                     && let Some(k) = slot.rewrites.keys().next().copied()
@@ -1027,7 +1042,6 @@ impl Sim {
     fn forgery(&mut self, i: usize) -> Option<Arc<[u8]>> {
         let node = self.slots[i].node.as_ref()?;
         let (stamp, report) = node.report_contents(&self.ids[i])?;
-        let mut crypto = self.crypto_of(i)?;
         let a = self.slots[i].attack.as_mut()?;
         a.forged += 1;
         let fake = envelope::Stamp {
@@ -1035,14 +1049,15 @@ impl Sim {
             sequence: stamp.sequence + 1_000_000 + a.forged,
             issued_at_ms: self.node_ms(i),
         };
-        let mut frame = crypto
-            .seal(
-                self.roster.mesh_id(),
-                Kind::Telemetry,
-                fake,
-                &report.to_bytes(),
-            )
-            .ok()?;
+        let mut crypto = self.take_signer(i)?;
+        let sealed = crypto.seal(
+            self.roster.mesh_id(),
+            Kind::Telemetry,
+            fake,
+            &report.to_bytes(),
+        );
+        self.slots[i].signer = Some(crypto);
+        let mut frame = sealed.ok()?;
         let last = frame.len().checked_sub(1)?;
         frame[last] ^= 0x5a;
         Some(Message::Report(&frame).encode().into())
@@ -1348,8 +1363,4 @@ fn honest_case(s: &Slot) -> &'static str {
     } else {
         "none"
     }
-}
-
-fn seeds_id(seeds: &[[u8; SEED_LEN]], i: usize) -> NodeId {
-    Identity::from_seed(&seeds[i]).map_or(NodeId([0; 32]), |id| id.id())
 }
