@@ -27,10 +27,36 @@ use sentinel_protocol::features::{self, Row, Score};
 use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::*;
 
-/// Batch sizes the graph is compiled for. A request is cut greedily into
-/// runs of these sizes (1,500 rows: one of 1,024, seven of 64, 28 of 1), so
-/// every run has concrete shapes and no row is padded.
-pub const BATCH_SIZES: [usize; 3] = [1_024, 64, 1];
+/// Batch sizes the graph is compiled for, largest first. A request is cut
+/// by [`runs`] into runs of these sizes, each with concrete shapes. There
+/// is no plan for one row: tract's single-row (matrix-vector) path costs
+/// more per call than its batch of 8 with seven zero rows of padding.
+pub const BATCH_SIZES: [usize; 3] = [1_024, 64, 8];
+
+/// How `n` rows are cut into runs of [`BATCH_SIZES`]: `(rows, plan size)`
+/// pairs in order, `rows <= plan size`, the rest of a run padded with zero
+/// rows whose outputs are dropped. Full runs of the largest size that fits
+/// are taken; a tail bigger than half of the next size up runs in one
+/// padded run of that size (a padded batch of 64 costs about as much as
+/// two of 8); a tail smaller than the smallest size is padded to it.
+#[must_use]
+pub fn runs(n: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut rest = n;
+    while rest > 0 {
+        let fits = BATCH_SIZES.iter().position(|&s| s <= rest);
+        let size = match fits {
+            // The next size up, when the rest is over half of it.
+            Some(i) if i > 0 && rest * 2 > BATCH_SIZES[i - 1] => BATCH_SIZES[i - 1],
+            Some(i) => BATCH_SIZES[i],
+            None => BATCH_SIZES[BATCH_SIZES.len() - 1],
+        };
+        let take = rest.min(size);
+        out.push((take, size));
+        rest -= take;
+    }
+    out
+}
 
 /// Largest ONNX file accepted (the shipped ones are a few KB).
 pub const MAX_MODEL_BYTES: u64 = 64 << 20;
@@ -335,24 +361,24 @@ impl TractScorer {
         typed.into_runnable()
     }
 
-    fn run_batch(&mut self, rows: &[Row], out: &mut Vec<f32>) -> TractResult<()> {
+    fn run_batch(&mut self, rows: &[Row], size: usize, out: &mut Vec<f32>) -> TractResult<()> {
         self.input.clear();
         for r in rows {
             self.input.extend_from_slice(&r.0);
         }
-        let tensor = Tensor::from_shape(&[rows.len(), features::COUNT], &self.input)?;
-        let Some((_, state)) = self.plans.iter_mut().find(|(size, _)| *size == rows.len()) else {
+        self.input.resize(size * features::COUNT, 0.0);
+        let tensor = Tensor::from_shape(&[size, features::COUNT], &self.input)?;
+        let Some((_, state)) = self.plans.iter_mut().find(|(s, _)| *s == size) else {
             return Err(tract_onnx::tract_core::internal::anyhow!(
-                "no plan for a batch of {}",
-                rows.len()
+                "no plan for a batch of {size}"
             ));
         };
         let result = state.run(tvec!(tensor.into_tvalue()))?;
         let view = result[0].to_plain_array_view::<f32>()?;
-        anyhow_ensure(view.len() == rows.len(), || {
-            format!("{} outputs for {} rows", view.len(), rows.len())
+        anyhow_ensure(view.len() == size, || {
+            format!("{} outputs for a batch of {size}", view.len())
         })?;
-        out.extend(view.iter().copied());
+        out.extend(view.iter().take(rows.len()).copied());
         Ok(())
     }
 }
@@ -373,14 +399,9 @@ impl Scorer for TractScorer {
     fn score_raw(&mut self, rows: &[Row]) -> Result<Vec<f32>, ModelError> {
         let mut out = Vec::with_capacity(rows.len());
         let mut rest = rows;
-        while !rest.is_empty() {
-            let size = BATCH_SIZES
-                .iter()
-                .copied()
-                .find(|s| *s <= rest.len())
-                .unwrap_or(1);
-            let (chunk, tail) = rest.split_at(size);
-            self.run_batch(chunk, &mut out)
+        for (take, size) in runs(rows.len()) {
+            let (chunk, tail) = rest.split_at(take);
+            self.run_batch(chunk, size, &mut out)
                 .map_err(|e| ModelError::Onnx {
                     name: self.manifest.name.clone(),
                     message: format!("{e:#}"),
@@ -429,5 +450,42 @@ pub mod shipped {
         };
         let manifest = Manifest::parse(Path::new(name), json)?;
         TractScorer::from_parts(manifest, onnx, pinned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BATCH_SIZES, runs};
+
+    #[test]
+    fn runs_cover_every_row_once_in_compiled_sizes() {
+        for n in 0..3_000 {
+            let cut = runs(n);
+            assert_eq!(cut.iter().map(|(take, _)| take).sum::<usize>(), n, "{n}");
+            for &(take, size) in &cut {
+                assert!(BATCH_SIZES.contains(&size), "{n}: {size}");
+                assert!(take > 0 && take <= size, "{n}: {take} in {size}");
+            }
+            // Only the last run is padded.
+            assert!(
+                cut.iter().rev().skip(1).all(|(t, s)| t == s),
+                "{n}: {cut:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn runs_pad_small_tails_and_take_full_batches() {
+        assert_eq!(runs(1), [(1, 8)]);
+        assert_eq!(runs(8), [(8, 8)]);
+        assert_eq!(runs(20), [(8, 8), (8, 8), (4, 8)]);
+        assert_eq!(runs(40), [(40, 64)]);
+        assert_eq!(runs(64), [(64, 64)]);
+        assert_eq!(
+            runs(300),
+            [(64, 64), (64, 64), (64, 64), (64, 64), (44, 64)]
+        );
+        assert_eq!(runs(600), [(600, 1_024)]);
+        assert_eq!(runs(1_030), [(1_024, 1_024), (6, 8)]);
     }
 }

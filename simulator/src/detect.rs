@@ -114,6 +114,31 @@ pub(crate) struct Tally {
     pub(crate) rows: u64,
     /// Time spent in the model, seconds of wall time.
     pub(crate) model_s: f64,
+    /// The first [`FALSE_RAISE_EXAMPLES`] false raises, with the row that
+    /// completed each.
+    pub(crate) false_raise_examples: Vec<FalseRaise>,
+}
+
+/// False raises kept with their row, for finding out why.
+pub(crate) const FALSE_RAISE_EXAMPLES: usize = 50;
+
+/// One suspicion raised against an honest subject, as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FalseRaise {
+    /// Simulated seconds.
+    pub time_s: f64,
+    /// Observer and subject (node indices in the scenario).
+    pub observer: u32,
+    /// The honest subject.
+    pub subject: u32,
+    /// Its honest case (`none`, `churn`, `overloaded`, `victim`).
+    pub case: &'static str,
+    /// The score that raised it.
+    pub score: f32,
+    /// Attack kinds among the subject's neighbours (its active view).
+    pub attacker_neighbours: Vec<&'static str>,
+    /// The feature row that was scored, column name → value.
+    pub row: BTreeMap<&'static str, f32>,
 }
 
 /// The scorer, the dataset writer and the pending batch of a run.
@@ -128,6 +153,9 @@ pub(crate) struct Detection {
     /// intervals) → high.
     pub(crate) windows: BTreeMap<(u32, u64), (&'static str, bool)>,
     pub(crate) error: Option<String>,
+    /// The rows just handed back to one node, so a suspicion it raises on
+    /// them can be reported with its row.
+    pub(crate) last_rows: Vec<(NodeId, Row)>,
 }
 
 impl Detection {
@@ -140,6 +168,7 @@ impl Detection {
             raise,
             windows: BTreeMap::new(),
             error: None,
+            last_rows: Vec::new(),
         }
     }
 

@@ -28,6 +28,7 @@ use aws_lc_rs::digest;
 use sentinel_protocol::codec::Codec;
 use sentinel_protocol::crypto::{Crypto, ModelledCrypto, RealCrypto, VerifyCache};
 use sentinel_protocol::envelope::{self, Kind, Stamp, Verified};
+use sentinel_protocol::features::{self, Score};
 use sentinel_protocol::identity::{ED25519_SIGNATURE_LEN, ML_DSA_65_SIGNATURE_LEN, SEED_LEN};
 use sentinel_protocol::message::{Class, Message, TAG_REPORT};
 use sentinel_protocol::node::{DownReason, Event};
@@ -36,12 +37,11 @@ use sentinel_protocol::telemetry::{HostSample, Report};
 use sentinel_protocol::{Config, Error, Identity, MeshId, Node, NodeId, Roster, Transmit};
 
 use crate::adversary::{Attack, AttackKind};
-use crate::detect::{Detection, Pending, Truth};
+use crate::detect::{Detection, FALSE_RAISE_EXAMPLES, FalseRaise, Pending, Truth};
 use crate::metrics::Metrics;
 use crate::scenario::{ActionKind, CryptoMode, Scenario};
 use sentinel_datasets::{Dataset, EventRecord};
 use sentinel_models::TractScorer;
-use sentinel_protocol::features::Score;
 
 /// Simulated Unix time at the start of every run (node clocks add skew).
 pub const T0_MS: u64 = 1_700_000_000_000;
@@ -1106,6 +1106,7 @@ impl Sim {
                 if let Some(node) = self.slots[i].node.as_mut() {
                     node.handle_scores(p.window, &back);
                 }
+                self.detection.last_rows = p.rows;
                 self.after(i);
             }
         }
@@ -1261,6 +1262,7 @@ impl Sim {
                         *t.true_raises.entry(truth.attack).or_default() += 1;
                     } else if truth.attack == "none" && self.now >= self.sc.warmup_s * 1_000_000 {
                         *t.false_raises.entry(truth.honest_case).or_default() += 1;
+                        self.false_raise(me, x, truth.honest_case, score);
                     }
                 }
                 self.dataset_event(i, "suspicion_raised", Some(subject), score.to_string());
@@ -1269,6 +1271,43 @@ impl Sim {
                 self.dataset_event(i, "suspicion_cleared", Some(subject), String::new());
             }
         }
+    }
+
+    /// Keeps the first false raises with the row behind them and the attack
+    /// kinds next to the subject.
+    fn false_raise(&mut self, observer: u32, subject: u32, case: &'static str, score: Score) {
+        if self.detection.tally.false_raise_examples.len() >= FALSE_RAISE_EXAMPLES {
+            return;
+        }
+        let id = self.ids[subject as usize];
+        let row = self
+            .detection
+            .last_rows
+            .iter()
+            .find(|(s, _)| *s == id)
+            .map(|(_, r)| features::NAMES.iter().copied().zip(r.0).collect())
+            .unwrap_or_default();
+        let attacker_neighbours = self.slots[subject as usize]
+            .node
+            .as_ref()
+            .map(|n| n.active_view())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| self.idx(n))
+            .filter_map(|n| self.slots[n as usize].attack.as_ref())
+            .map(|a| a.kind.name())
+            .collect();
+        #[allow(clippy::cast_precision_loss, reason = "simulated µs, well inside f64")]
+        let time_s = self.now as f64 / 1e6;
+        self.detection.tally.false_raise_examples.push(FalseRaise {
+            time_s,
+            observer,
+            subject,
+            case,
+            score: score.as_f32(),
+            attacker_neighbours,
+            row,
+        });
     }
 
     /// SHA-256 over every delivery so far (see [`Sim::record_trace`]).

@@ -216,6 +216,8 @@ pub struct Scoring {
     pub honest_hours: std::collections::BTreeMap<&'static str, f64>,
     /// False raises per honest subject-hour.
     pub false_raises_per_subject_hour: f64,
+    /// The first false raises with the row that raised each.
+    pub false_raise_examples: Vec<crate::detect::FalseRaise>,
     /// First error writing the dataset or scoring, if any.
     pub error: Option<String>,
 }
@@ -247,6 +249,7 @@ fn scoring(sim: &Sim) -> Option<Scoring> {
         true_raises: d.tally.true_raises.clone(),
         honest_hours: hours,
         false_raises_per_subject_hour: false_raises as f64 / total_hours.max(1e-9),
+        false_raise_examples: d.tally.false_raise_examples.clone(),
         error: d.error.clone(),
     })
 }
