@@ -102,10 +102,14 @@ pub struct KindCounts {
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
     pub(crate) by_kind: BTreeMap<&'static str, KindCounts>,
-    /// Local suspicion raised against an honest subject, by honest case.
+    /// Local suspicion raised by an honest observer against an honest
+    /// subject, by honest case.
     pub(crate) false_raises: BTreeMap<&'static str, u64>,
-    /// Raised against attackers (during their attack), by kind.
+    /// Raised by honest observers against attackers (during their
+    /// attack), by kind.
     pub(crate) true_raises: BTreeMap<&'static str, u64>,
+    /// Raised by attackers' own nodes, against anyone.
+    pub(crate) raises_by_attackers: u64,
     /// Seconds honest subjects were live (after warm-up), by honest case.
     pub(crate) honest_seconds: BTreeMap<&'static str, u64>,
     /// Rows scored.

@@ -1258,7 +1258,12 @@ impl Sim {
                 if let Some(x) = self.idx(&subject) {
                     let truth = self.truth(x as usize, self.now, self.window_us());
                     let t = &mut self.detection.tally;
-                    if truth.fraction > 0.0 {
+                    if self.slots[i].attack.is_some() {
+                        // An attacker's own node suspects whom it likes (a
+                        // flooder sees its victim fail the probes it
+                        // floods): counted apart, never as a false positive.
+                        t.raises_by_attackers += 1;
+                    } else if truth.fraction > 0.0 {
                         *t.true_raises.entry(truth.attack).or_default() += 1;
                     } else if truth.attack == "none" && self.now >= self.sc.warmup_s * 1_000_000 {
                         *t.false_raises.entry(truth.honest_case).or_default() += 1;

@@ -208,10 +208,15 @@ pub struct Scoring {
     /// Per attack kind (`none`: honest subjects and attackers before their
     /// start), after warm-up, rows from honest observers.
     pub by_kind: std::collections::BTreeMap<&'static str, crate::detect::KindCounts>,
-    /// Local suspicion raised against honest subjects, by honest case.
+    /// Local suspicion raised by honest observers against honest subjects,
+    /// by honest case.
     pub false_raises: std::collections::BTreeMap<&'static str, u64>,
-    /// Raised against attackers during their attack, by kind.
+    /// Raised by honest observers against attackers during their attack,
+    /// by kind.
     pub true_raises: std::collections::BTreeMap<&'static str, u64>,
+    /// Raised by attackers' own nodes (not counted as false positives: an
+    /// attacker suspects whom it likes).
+    pub raises_by_attackers: u64,
     /// Honest subject-hours observed (after warm-up), by honest case.
     pub honest_hours: std::collections::BTreeMap<&'static str, f64>,
     /// False raises per honest subject-hour.
@@ -247,6 +252,7 @@ fn scoring(sim: &Sim) -> Option<Scoring> {
         by_kind: d.by_kind(),
         false_raises: d.tally.false_raises.clone(),
         true_raises: d.tally.true_raises.clone(),
+        raises_by_attackers: d.tally.raises_by_attackers,
         honest_hours: hours,
         false_raises_per_subject_hour: false_raises as f64 / total_hours.max(1e-9),
         false_raise_examples: d.tally.false_raise_examples.clone(),
@@ -516,10 +522,11 @@ impl RunReport {
             let hours: f64 = sc.honest_hours.values().sum();
             let _ = writeln!(
                 s,
-                "\nfalse suspicion: {} raises against honest subjects in {hours:.1} honest subject-hours = {:.2e} per subject-hour ({:?})",
+                "\nfalse suspicion: {} raises by honest observers against honest subjects in {hours:.1} honest subject-hours = {:.2e} per subject-hour ({:?}); {} raises by attackers' own nodes not counted",
                 sc.false_raises.values().sum::<u64>(),
                 sc.false_raises_per_subject_hour,
-                sc.false_raises
+                sc.false_raises,
+                sc.raises_by_attackers
             );
         }
         if !self.recovery.is_empty() {

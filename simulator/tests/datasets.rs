@@ -122,4 +122,20 @@ fn a_simulated_dataset_reads_in_pyarrow_polars_and_duckdb_with_labels_that_follo
         all > 1000.0 && high / all < 0.005,
         "{high} of {all} honest rows scored high"
     );
+
+    // The model-selection script reads the same dataset, scores it with
+    // onnxruntime and agrees with the run's own row recall.
+    let onnx = root().join("models/mlp-classifier.onnx");
+    let tuned = python("models/training/tune.py", &[d, onnx.to_str().unwrap()]);
+    for kind in ["flooder", "liar"] {
+        let k = &by_kind[kind];
+        let ours =
+            k["malicious_rows_high"].as_f64().unwrap() / k["malicious_rows"].as_f64().unwrap();
+        let theirs = tuned["recall_by_kind"][kind].as_f64().unwrap();
+        assert!(
+            (ours - theirs).abs() < 0.01,
+            "{kind}: row recall {ours} in the run, {theirs} from tune.py: {tuned}"
+        );
+    }
+    assert!(tuned["rows"].as_u64().unwrap() > 1000, "{tuned}");
 }
