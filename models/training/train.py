@@ -153,25 +153,13 @@ def make_model(name, nodes, inits, n_features):
     return model
 
 
-# Honest rows about a subject with at most FEW_REPORTERS reporters are
-# repeated FEW_REPORTERS_WEIGHT times in the classifier's training set.
-# Attackers lose their links (honest nodes drop them), so most rows with
-# few reporters are malicious, and unweighted the model learns that few
-# reporters *is* the attack: a rejoining churned node, or an honest node
-# whose other neighbours were attackers, is then suspected on sight.
-# The weight was chosen on the detect-tune scenario (models/training/README.md).
-FEW_REPORTERS = 3
-FEW_REPORTERS_WEIGHT = 5
-
-
-def classifier(x, y, seed, names):
+def classifier(x, y, seed):
     # Oversample malicious rows so both classes weigh alike.
     rng = np.random.default_rng(seed)
     pos = np.flatnonzero(y)
     neg = np.flatnonzero(~y)
     reps = max(1, len(neg) // max(1, len(pos)) // 2)
-    few = neg[x[neg, names.index("reporters")] <= FEW_REPORTERS]
-    idx = np.concatenate([neg, np.repeat(few, FEW_REPORTERS_WEIGHT - 1), np.repeat(pos, reps)])
+    idx = np.concatenate([neg, np.repeat(pos, reps)])
     rng.shuffle(idx)
     scaler = StandardScaler().fit(x)
     mlp = MLPClassifier(hidden_layer_sizes=(32, 16), alpha=1e-4, max_iter=60,
@@ -185,7 +173,7 @@ def classifier(x, y, seed, names):
     return model, lambda v: pipe.predict_proba(v)[:, 1]
 
 
-def autoencoder(x, y, seed, names):
+def autoencoder(x, y, seed):
     benign = x[~y]
     scaler = StandardScaler().fit(benign)
     z = scaler.transform(benign)
@@ -246,7 +234,7 @@ def main():
     print(f"rows {len(y)} ({int(y.sum())} malicious), validation {int(val.sum())}; kinds {sorted(set(kinds[y]))}")
     dhash = data_hash(x, y)
     for build in (classifier, autoencoder):
-        model, predict = build(x[~val], y[~val], args.seed, names)
+        model, predict = build(x[~val], y[~val], args.seed)
         name = model.graph.name
         m = metrics(np.asarray(predict(x[val])), y[val], kinds[val])
         path = os.path.join(args.out, f"{name}.onnx")
@@ -270,7 +258,6 @@ def main():
                 "datasets": [os.path.basename(os.path.normpath(d)) for d in args.datasets],
                 "seed": args.seed,
                 "excluded_kinds": excluded,
-                "few_reporters_weight": [FEW_REPORTERS, FEW_REPORTERS_WEIGHT],
                 "command": "python3 models/training/train.py " + " ".join(args.datasets) + f" --out {args.out}",
                 "opset": OPSET,
             },
