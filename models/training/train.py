@@ -47,7 +47,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-FEATURE_SCHEMA = "sentinel-features/1"
+FEATURE_SCHEMA = "sentinel-features/2"
 OPSET = 17
 INPUT = "features"
 OUTPUT = "score"
@@ -153,7 +153,17 @@ def make_model(name, nodes, inits, n_features):
     return model
 
 
-def classifier(x, y, seed):
+def ignoring(scaler, ignored):
+    """Makes the model blind to the `ignored` column indices: their
+    standardised value is x / 1e9, about 0 for any input, so the folded
+    first-layer weights of those columns are about 0 too."""
+    for i in ignored:
+        scaler.mean_[i] = 0.0
+        scaler.scale_[i] = 1e9
+    return scaler
+
+
+def classifier(x, y, seed, ignored):
     # Oversample malicious rows so both classes weigh alike.
     rng = np.random.default_rng(seed)
     pos = np.flatnonzero(y)
@@ -161,7 +171,7 @@ def classifier(x, y, seed):
     reps = max(1, len(neg) // max(1, len(pos)) // 2)
     idx = np.concatenate([neg, np.repeat(pos, reps)])
     rng.shuffle(idx)
-    scaler = StandardScaler().fit(x)
+    scaler = ignoring(StandardScaler().fit(x), ignored)
     mlp = MLPClassifier(hidden_layer_sizes=(32, 16), alpha=1e-4, max_iter=60,
                         early_stopping=True, random_state=seed)
     mlp.fit(scaler.transform(x[idx]), y[idx])
@@ -173,9 +183,9 @@ def classifier(x, y, seed):
     return model, lambda v: pipe.predict_proba(v)[:, 1]
 
 
-def autoencoder(x, y, seed):
+def autoencoder(x, y, seed, ignored):
     benign = x[~y]
-    scaler = StandardScaler().fit(benign)
+    scaler = ignoring(StandardScaler().fit(benign), ignored)
     z = scaler.transform(benign)
     ae = MLPRegressor(hidden_layer_sizes=(16, 6, 16), alpha=1e-4, max_iter=40,
                       early_stopping=True, random_state=seed)
@@ -219,8 +229,22 @@ def main():
     ap.add_argument(
         "--exclude-kinds",
         default="framer,mimic",
-        help="attack kinds whose rows are left out of training (default: framer and mimic, whose "
-        "harm the features do not show: their labelled rows look honest and teach noise)",
+        help="attack kinds whose rows are left out of training (default: framer, whose harm falls "
+        "on its victim's rows, not its own, and mimic: see models/training/README.md)",
+    )
+    ap.add_argument(
+        "--evidence",
+        default="",
+        help="KIND=COLUMN,...: malicious rows of KIND are trained on only where COLUMN > 0, for a "
+        "kind whose harm shows in some observers' rows only (mimic=relay_withheld: the observers "
+        "that missed one of its relays); validation keeps every row",
+    )
+    ap.add_argument(
+        "--ignore-columns",
+        default="peer_rtt_med",
+        help="feature columns the models are made blind to (default: peer_rtt_med, the absolute "
+        "RTT: it says where a node is, not how it behaves, and a model that learns the "
+        "simulator's RTTs flags every node of a LAN or a loopback devnet)",
     )
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
@@ -233,8 +257,16 @@ def main():
     val = validation_mask(subjects)
     print(f"rows {len(y)} ({int(y.sum())} malicious), validation {int(val.sum())}; kinds {sorted(set(kinds[y]))}")
     dhash = data_hash(x, y)
+    train = ~val
+    evidence = dict(e.split("=", 1) for e in args.evidence.split(",") if e)
+    for kind, column in sorted(evidence.items()):
+        silent = y & (kinds == kind) & (x[:, names.index(column)] <= 0)
+        train &= ~silent
+        print(f"{kind}: {int((silent & ~val).sum())} training rows without {column} left out")
+    ignored_columns = [c for c in args.ignore_columns.split(",") if c]
+    ignored = [names.index(c) for c in ignored_columns]
     for build in (classifier, autoencoder):
-        model, predict = build(x[~val], y[~val], args.seed)
+        model, predict = build(x[train], y[train], args.seed, ignored)
         name = model.graph.name
         m = metrics(np.asarray(predict(x[val])), y[val], kinds[val])
         path = os.path.join(args.out, f"{name}.onnx")
@@ -258,6 +290,8 @@ def main():
                 "datasets": [os.path.basename(os.path.normpath(d)) for d in args.datasets],
                 "seed": args.seed,
                 "excluded_kinds": excluded,
+                "evidence": evidence,
+                "ignored_columns": ignored_columns,
                 "command": "python3 models/training/train.py " + " ".join(args.datasets) + f" --out {args.out}",
                 "opset": OPSET,
             },

@@ -19,8 +19,9 @@
 //!   observer itself): a framer cannot add weight by claiming to observe a
 //!   node it has no link to.
 //! - **own**: the observer's direct observations of the subject.
-//! - **claims**: the subject's own report — its host metrics, and how far
-//!   its claims about each link disagree with what the other end reports.
+//! - **claims**: the subject's own report — its host metrics, how far its
+//!   claims about each link disagree with what the other end reports, and
+//!   whether it relayed the reports it says it held.
 //!
 //! Rates are per second over the samples of the report that carries them;
 //! heavy-tailed quantities are `ln(1 + x)`.
@@ -30,9 +31,9 @@ use crate::telemetry::{LinkSample, Observation, Report};
 
 /// Name and version of the feature schema. A model's manifest names the
 /// schema it was trained on; a scorer refuses rows of another.
-pub const SCHEMA: &str = "sentinel-features/1";
-/// The schema's version number (the `/1` of [`SCHEMA`]).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA: &str = "sentinel-features/2";
+/// The schema's version number (the `/2` of [`SCHEMA`]).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The columns, in order. `FEATURES.md` documents each.
 pub const NAMES: [&str; COUNT] = [
@@ -66,10 +67,17 @@ pub const NAMES: [&str; COUNT] = [
     "claim_out_mismatch",
     "claim_in_mismatch",
     "claim_rtt_mismatch",
+    "claim_links_disagree",
+    "claim_min_mismatch",
+    "relay_withheld",
 ];
 
 /// Number of columns.
-pub const COUNT: usize = 30;
+pub const COUNT: usize = 33;
+
+/// A mutual link *disagrees* (column `claim_links_disagree`) when its out,
+/// in and RTT gaps all exceed this (`ln` units: about 35%).
+pub const DISAGREE_GAP: f64 = 0.3;
 
 /// Reporters counted at most (more are possible with a large report).
 pub const MAX_REPORTERS: usize = 32;
@@ -256,6 +264,124 @@ fn fresh(report: &Report, now_ms: u64, horizon_ms: u64) -> bool {
     end.saturating_add(horizon_ms) >= now_ms
 }
 
+/// One report an observer holds: its signer's latest.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    /// Who signed it.
+    pub signer: NodeId,
+    /// Its (epoch, sequence) in the signer's stream.
+    pub position: (u64, u64),
+    /// The decoded, verified content.
+    pub report: &'a Report,
+    /// What the observer found when the report arrived (`relay_withheld`).
+    pub relays: Relays,
+}
+
+/// The relay check an observer makes when a neighbour's report arrives
+/// from that neighbour (column `relay_withheld`).
+///
+/// Each observation in a report names the position of the neighbour's
+/// latest report its signer held (`claimed_epoch`, `claimed_sequence`). A
+/// node relays a neighbour's report when it receives it, before it signs
+/// its own, so an honest node's relays reach the observer before its
+/// report, or just after when reordered in flight. A claim the observer
+/// does not hold when the report arrives counts as missing unless the
+/// claimer itself sends the claimed report within [`RELAY_GRACE_MS`], and
+/// before the observer next pulls from it (a copy from elsewhere, or one
+/// answering a pull, is the mesh repairing the gap, not a relay).
+///
+/// What counts:
+/// - only reports that observe the observer (a node owes relays to its
+///   neighbours only; views can be asymmetric for a while);
+/// - only claims that are new since the signer's previous report (it
+///   claims each neighbour's latest, so a repeated claim is no new relay,
+///   and a missed one must not count again);
+/// - only neighbours whose reports already reach the observer through the
+///   signer: the observer holds an older (or the claimed) report of theirs
+///   that observes the signer and not the observer. Left out are
+///   neighbours it holds nothing of (it may have joined the signer's view
+///   after the relay), a newer report of (whether the claimed one came
+///   cannot be told), or a report observing the observer (they send it
+///   their reports themselves).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relays {
+    /// Claimed reports checked.
+    pub claimed: u16,
+    /// Of those, ones the observer did not hold within the grace.
+    pub missing: u16,
+}
+
+/// How long after a report the reports it claims may still arrive from
+/// its signer: one stream retransmission (about 4 round trips + 25 ms) and
+/// jitter. On `detect-train` it leaves 0.08% of honest rows with a missing
+/// relay against 47% of a mimic's; without it (0 ms) honest rows are at
+/// about 0.7%, with 1 s the mimic's fall to about a quarter.
+pub const RELAY_GRACE_MS: u64 = 500;
+
+impl Relays {
+    /// The claims of `report` (signed by `signer`, arriving from it at
+    /// `observer`) that count, and of those the ones not held yet.
+    /// `prior` is what the signer's previous report claimed
+    /// ([`Relays::claims`]); `held(n)` is the position and subjects of the
+    /// latest report of `n` the observer holds.
+    pub fn due<'a>(
+        observer: &NodeId,
+        signer: &NodeId,
+        report: &Report,
+        prior: &[(NodeId, (u64, u64))],
+        held: impl Fn(&NodeId) -> Option<((u64, u64), &'a [NodeId])>,
+    ) -> Due {
+        let mut claimed = 0u16;
+        let mut missing = Vec::new();
+        if observation_of(report, observer).is_none() {
+            return Due { claimed, missing };
+        }
+        for obs in &report.neighbours {
+            let position = (obs.claimed_epoch, obs.claimed_sequence);
+            let repeated = prior
+                .binary_search_by(|(n, _)| n.cmp(&obs.neighbour))
+                .is_ok_and(|i| prior[i].1 >= position);
+            if obs.neighbour == *observer || position == (0, 0) || repeated {
+                continue;
+            }
+            let Some((at, subjects)) = held(&obs.neighbour) else {
+                continue;
+            };
+            if at > position
+                || subjects.binary_search(observer).is_ok()
+                || subjects.binary_search(signer).is_err()
+            {
+                continue;
+            }
+            claimed = claimed.saturating_add(1);
+            if at < position {
+                missing.push((obs.neighbour, position));
+            }
+        }
+        Due { claimed, missing }
+    }
+
+    /// The claimed positions of `report`, by neighbour (sorted), to pass
+    /// as `prior` when the signer's next report arrives.
+    #[must_use]
+    pub fn claims(report: &Report) -> Vec<(NodeId, (u64, u64))> {
+        report
+            .neighbours
+            .iter()
+            .map(|o| (o.neighbour, (o.claimed_epoch, o.claimed_sequence)))
+            .collect()
+    }
+}
+
+/// What [`Relays::due`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// Claims that count.
+    pub claimed: u16,
+    /// Those not held yet: (neighbour, claimed position).
+    pub missing: Vec<(NodeId, (u64, u64))>,
+}
+
 /// What extraction reads: the reports an observer holds, by signer.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
@@ -270,7 +396,7 @@ pub struct Inputs<'a> {
     pub horizon_ms: u64,
     /// Latest report of each signer: the subject's, the observer's, and
     /// any others (those that do not observe the subject are skipped).
-    pub reports: &'a [(NodeId, &'a Report)],
+    pub reports: &'a [Held<'a>],
 }
 
 /// Extracts the feature row of [`Inputs::subject`] (see the module
@@ -286,17 +412,18 @@ pub fn extract(inputs: &Inputs<'_>) -> Row {
     } = *inputs;
     let subject_report = reports
         .iter()
-        .find(|(o, r)| *o == subject && fresh(r, now_ms, horizon_ms))
-        .map(|(_, r)| *r);
+        .find(|h| h.signer == subject && fresh(h.report, now_ms, horizon_ms))
+        .map(|h| h.report);
     let listed = |o: &NodeId| subject_report.is_none_or(|r| observation_of(r, o).is_some());
     // Reporters: fresh reports, other than the subject's, that observe it
     // and that the subject names too (or that are the observer's own).
-    let mut peers: Vec<(NodeId, Link, &Report)> = reports
+    let mut peers: Vec<(NodeId, Link)> = reports
         .iter()
-        .filter(|(o, r)| *o != subject && fresh(r, now_ms, horizon_ms))
-        .filter(|(o, _)| *o == observer || listed(o))
-        .filter_map(|(o, r)| {
-            observation_of(r, &subject).map(|obs| (*o, Link::of(&obs.samples, r.sample_ms), *r))
+        .filter(|h| h.signer != subject && fresh(h.report, now_ms, horizon_ms))
+        .filter(|h| h.signer == observer || listed(&h.signer))
+        .filter_map(|h| {
+            observation_of(h.report, &subject)
+                .map(|obs| (h.signer, Link::of(&obs.samples, h.report.sample_ms)))
         })
         .collect();
     peers.sort_by_key(|p| p.0);
@@ -322,7 +449,7 @@ pub fn extract(inputs: &Inputs<'_>) -> Row {
     f[14] = med(&Link::rtt);
     f[15] = med(&Link::reciprocity);
 
-    if let Some((_, own, _)) = peers.iter().find(|p| p.0 == observer) {
+    if let Some((_, own)) = peers.iter().find(|p| p.0 == observer) {
         f[16] = 1.0;
         f[17] = own.rate(own.msgs_in);
         f[18] = own.rate(own.invalid);
@@ -333,7 +460,7 @@ pub fn extract(inputs: &Inputs<'_>) -> Row {
     }
 
     if let Some(r) = subject_report {
-        claims(r, &subject, &peers, reports, now_ms, horizon_ms, &mut f);
+        claims(r, inputs, &peers, &mut f);
     }
     #[allow(
         clippy::cast_possible_truncation,
@@ -342,17 +469,18 @@ pub fn extract(inputs: &Inputs<'_>) -> Row {
     Row(f.map(|x| if x.is_finite() { x as f32 } else { 0.0 }))
 }
 
-/// The claims columns: the subject's host metrics and how its link claims
-/// compare with the other ends' observations.
-fn claims(
-    r: &Report,
-    subject: &NodeId,
-    peers: &[(NodeId, Link, &Report)],
-    reports: &[(NodeId, &Report)],
-    now_ms: u64,
-    horizon_ms: u64,
-    f: &mut [f64; COUNT],
-) {
+/// The claims columns: the subject's host metrics, how its link claims
+/// compare with the other ends' observations, and whether it relayed the
+/// reports it says it held.
+fn claims(r: &Report, inputs: &Inputs<'_>, peers: &[(NodeId, Link)], f: &mut [f64; COUNT]) {
+    let Inputs {
+        subject,
+        now_ms,
+        horizon_ms,
+        reports,
+        ..
+    } = *inputs;
+    let held = |o: &NodeId| reports.iter().find(|h| h.signer == *o);
     let n = r.host.len().max(1) as f64;
     let seconds = (r.host.len() as f64 * f64::from(r.sample_ms) / 1000.0).max(1e-3);
     let sum = |g: &dyn Fn(&crate::telemetry::HostSample) -> f64| r.host.iter().map(g).sum::<f64>();
@@ -363,22 +491,23 @@ fn claims(
 
     // Listed neighbours whose fresh report the observer holds: does each
     // name the subject back?
-    let mut held = 0usize;
+    let mut fresh_held = 0usize;
     let mut unconfirmed = 0usize;
     for obs in &r.neighbours {
-        let Some((_, theirs)) = reports
-            .iter()
-            .find(|(o, t)| *o == obs.neighbour && fresh(t, now_ms, horizon_ms))
+        let Some(theirs) = held(&obs.neighbour).filter(|h| fresh(h.report, now_ms, horizon_ms))
         else {
             continue;
         };
-        held += 1;
-        if observation_of(theirs, subject).is_none() {
+        fresh_held += 1;
+        if observation_of(theirs.report, &subject).is_none() {
             unconfirmed += 1;
         }
     }
-    if held > 0 {
-        f[1] = unconfirmed as f64 / held as f64;
+    if fresh_held > 0 {
+        f[1] = unconfirmed as f64 / fresh_held as f64;
+    }
+    if let Some(h) = held(&subject).filter(|h| h.relays.claimed > 0) {
+        f[32] = f64::from(h.relays.missing) / f64::from(h.relays.claimed);
     }
 
     // Mutual links: the subject's claim about the link against the other
@@ -386,19 +515,31 @@ fn claims(
     let mut out_gap = Vec::new();
     let mut in_gap = Vec::new();
     let mut rtt_gap = Vec::new();
-    for (o, theirs, _) in peers {
+    let mut min_gap = Vec::new();
+    for (o, theirs) in peers {
         let Some(mine) = observation_of(r, o) else {
             continue;
         };
         let mine = Link::of(&mine.samples, r.sample_ms);
         let gap = |a: f64, b: f64| (a - b).abs();
-        out_gap.push(gap(mine.rate(mine.msgs_out), theirs.rate(theirs.msgs_in)));
-        in_gap.push(gap(mine.rate(mine.msgs_in), theirs.rate(theirs.msgs_out)));
-        rtt_gap.push(gap(mine.rtt(), theirs.rtt()));
+        let gaps = [
+            gap(mine.rate(mine.msgs_out), theirs.rate(theirs.msgs_in)),
+            gap(mine.rate(mine.msgs_in), theirs.rate(theirs.msgs_out)),
+            gap(mine.rtt(), theirs.rtt()),
+        ];
+        out_gap.push(gaps[0]);
+        in_gap.push(gaps[1]);
+        rtt_gap.push(gaps[2]);
+        min_gap.push(gaps.into_iter().fold(f64::INFINITY, f64::min));
+    }
+    if !min_gap.is_empty() {
+        let disagree = min_gap.iter().filter(|g| **g > DISAGREE_GAP).count();
+        f[30] = disagree as f64 / min_gap.len() as f64;
     }
     f[27] = median(&mut out_gap);
     f[28] = median(&mut in_gap);
     f[29] = median(&mut rtt_gap);
+    f[31] = median(&mut min_gap);
 }
 
 #[cfg(test)]
@@ -454,6 +595,17 @@ mod tests {
 
     const NOW: u64 = 1_000_000;
 
+    /// `report` as held at position (1, 1), the position the test reports
+    /// claim for each other.
+    fn held(signer: NodeId, report: &Report) -> Held<'_> {
+        Held {
+            signer,
+            position: (1, 1),
+            report,
+            relays: Relays::default(),
+        }
+    }
+
     /// The subject's report naming `reporters`, and each reporter's report
     /// observing the subject with `seen(i)` = (messages, invalid) a sample.
     fn neighbourhood(
@@ -482,8 +634,8 @@ mod tests {
         reporters: &[NodeId],
         theirs: &[Report],
     ) -> Row {
-        let mut all: Vec<(NodeId, &Report)> = vec![(s, subject)];
-        all.extend(reporters.iter().copied().zip(theirs.iter()));
+        let mut all = vec![held(s, subject)];
+        all.extend(reporters.iter().zip(theirs).map(|(r, t)| held(*r, t)));
         extract(&Inputs {
             subject: s,
             observer,
@@ -527,10 +679,10 @@ mod tests {
         // A framer with no link to the subject claims it sent garbage.
         let framer = report(NOW - 5_000, &[(s, 10, 9)]);
         let all = [
-            (s, &subject),
-            (id(2), &named),
-            (id(3), &stale),
-            (id(4), &framer),
+            held(s, &subject),
+            held(id(2), &named),
+            held(id(3), &stale),
+            held(id(4), &framer),
         ];
         let row = extract(&Inputs {
             subject: s,
@@ -542,6 +694,96 @@ mod tests {
         assert_eq!(row.get("reporters"), Some(1.0));
         assert_eq!(row.get("peer_invalid_med"), Some(0.0));
         assert_eq!(row.get("own_neighbour"), Some(0.0));
+    }
+
+    #[test]
+    fn relays_the_observer_lacks_count_as_withheld() {
+        let s = id(1);
+        let reporters: Vec<NodeId> = (2..7).map(id).collect();
+        let (subject, theirs) = neighbourhood(s, &reporters, |_| (10, 0));
+        let observer = reporters[0];
+        let subjects: Vec<Vec<NodeId>> = theirs.iter().map(|r| r.subjects().collect()).collect();
+        // The subject claims position (1, 1) of each neighbour. The
+        // observer holds one at (1, 1), one older, one newer and none of
+        // the fourth (those two are left out); its own report never
+        // counts.
+        let positions = [(1, 1), (1, 1), (1, 0), (2, 0)];
+        let lookup = |n: &NodeId| {
+            let i = reporters.iter().position(|r| r == n)?;
+            Some((*positions.get(i)?, subjects[i].as_slice()))
+        };
+        let due = Relays::due(&observer, &s, &subject, &[], lookup);
+        assert_eq!(
+            due,
+            Due {
+                claimed: 2,
+                missing: vec![(reporters[2], (1, 1))]
+            }
+        );
+        // The same claims again in the next report are nothing new.
+        let again = Relays::due(&observer, &s, &subject, &Relays::claims(&subject), lookup);
+        assert_eq!((again.claimed, again.missing.len()), (0, 0));
+        // A subject whose report does not observe the observer owes it
+        // nothing.
+        let stranger = Relays::due(&id(99), &s, &subject, &[], lookup);
+        assert_eq!((stranger.claimed, stranger.missing.len()), (0, 0));
+        // A neighbour that observes the observer sends it its reports
+        // itself: not the subject's to relay.
+        let mut knows_observer = subjects[2].clone();
+        knows_observer.push(observer);
+        knows_observer.sort_unstable();
+        let due = Relays::due(&observer, &s, &subject, &[], |n| {
+            let i = reporters.iter().position(|r| r == n)?;
+            let subjects = if i == 2 {
+                &knows_observer
+            } else {
+                &subjects[i]
+            };
+            Some((*positions.get(i)?, subjects.as_slice()))
+        });
+        assert_eq!((due.claimed, due.missing.len()), (1, 0));
+
+        let mut all = vec![Held {
+            relays: Relays {
+                claimed: 3,
+                missing: 2,
+            },
+            ..held(s, &subject)
+        }];
+        all.extend(reporters.iter().zip(&theirs).map(|(r, t)| held(*r, t)));
+        let row = extract(&Inputs {
+            subject: s,
+            observer,
+            now_ms: NOW,
+            horizon_ms: 10_000,
+            reports: &all,
+        });
+        let withheld = row.get("relay_withheld").unwrap();
+        assert!((withheld - 2.0 / 3.0).abs() < 1e-6, "{withheld}");
+        let none_checked = row_of(s, observer, &subject, &reporters, &theirs);
+        assert_eq!(none_checked.get("relay_withheld"), Some(0.0));
+    }
+
+    #[test]
+    fn a_lying_subject_disagrees_on_every_mutual_link() {
+        let s = id(1);
+        let reporters: Vec<NodeId> = (2..7).map(id).collect();
+        let (mut subject, theirs) = neighbourhood(s, &reporters, |_| (10, 0));
+        let honest = row_of(s, id(9), &subject, &reporters, &theirs);
+        assert_eq!(honest.get("claim_links_disagree"), Some(0.0));
+        assert_eq!(honest.get("claim_min_mismatch"), Some(0.0));
+        // It claims twice the traffic and half the RTT on every link.
+        for o in &mut subject.neighbours {
+            for x in &mut o.samples {
+                x.messages_in *= 2;
+                x.messages_out *= 2;
+                x.rtt_ms /= 2;
+            }
+        }
+        let lying = row_of(s, id(9), &subject, &reporters, &theirs);
+        assert_eq!(lying.get("claim_links_disagree"), Some(1.0));
+        let gap = lying.get("claim_min_mismatch").unwrap();
+        assert!((gap - (21f32 / 11.0).ln()).abs() < 1e-5, "{gap}");
     }
 
     #[test]

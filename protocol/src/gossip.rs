@@ -25,6 +25,12 @@
 //!    equivocation. Signer's neighbours rarely neighbour each other, so
 //!    without this the two versions of a split report seldom meet.
 //!
+//! 5. **relay check**: when a neighbour's report arrives from it, the
+//!    reports it claims to hold that it should have relayed here are
+//!    checked; those that are not here and do not come from it within
+//!    [`RELAY_GRACE_MS`] count against it (`features::Relays`, the
+//!    `relay_withheld` feature).
+//!
 //! Duplicates are dropped on the unauthenticated header (origin, epoch,
 //! sequence) *before* paying for verification; only verified reports are
 //! stored, so a forged header cannot shadow a real report. The bandwidth
@@ -37,6 +43,7 @@ use crate::codec::Codec;
 use crate::crypto::Crypto;
 use crate::envelope::{self, Kind, Stamp};
 use crate::evidence::{Evidence, Proven};
+use crate::features::{RELAY_GRACE_MS, Relays};
 use crate::identity::NodeId;
 use crate::membership::Membership;
 use crate::message::{
@@ -59,6 +66,12 @@ struct Stored {
     /// Nodes this version was sent to because their `Seen` differed (each
     /// at most once).
     answered: Vec<NodeId>,
+    /// The relay check made when it arrived from its origin.
+    relays: Relays,
+    /// What it claims to hold of each neighbour ([`Relays::claims`]).
+    claims: Vec<(NodeId, (u64, u64))>,
+    /// The relay check went into a feature row already.
+    relays_taken: bool,
 }
 
 /// A `Seen` about a report position this node did not hold yet.
@@ -90,10 +103,29 @@ impl Stored {
     }
 }
 
+/// A report a neighbour's report claims and the observer does not hold
+/// yet ([`Relays`]).
+#[derive(Debug, Clone, Copy)]
+struct Awaited {
+    /// The claiming report: origin and position.
+    claimer: NodeId,
+    claimer_position: (u64, u64),
+    /// The claimed report.
+    origin: NodeId,
+    position: (u64, u64),
+    /// When it counts as missing.
+    due_ms: u64,
+}
+
+/// Claims awaited at most.
+const MAX_AWAITED: usize = 4096;
+
 /// The dissemination state machine. Driven by [`crate::node::Node`].
 #[derive(Debug)]
 pub(crate) struct Gossip {
     store: BTreeMap<NodeId, Stored>,
+    /// Claimed reports not held yet, oldest first.
+    awaited: std::collections::VecDeque<Awaited>,
     /// The latest `Seen` per origin ahead of what is held (bounded by
     /// `max_stored_origins`).
     echoes: BTreeMap<NodeId, Echo>,
@@ -105,6 +137,7 @@ impl Gossip {
     pub(crate) fn new(cfg: &Config, rng: &mut Rng, now: u64) -> Self {
         Self {
             store: BTreeMap::new(),
+            awaited: std::collections::VecDeque::new(),
             echoes: BTreeMap::new(),
             next_pull: now + rng.between(1, cfg.pull_interval_ms),
             cursor: 0,
@@ -133,6 +166,90 @@ impl Gossip {
 
     pub(crate) fn latest(&self, origin: &NodeId) -> Option<(u64, u64)> {
         self.store.get(origin).map(Stored::position)
+    }
+
+    /// The relay check of `origin`'s latest report, once: when its grace
+    /// has passed (call [`Gossip::settle`] first) and not taken before, so
+    /// one missed relay counts in one window, never in two.
+    pub(crate) fn take_relays(&mut self, origin: &NodeId, now: u64) -> Relays {
+        match self.store.get_mut(origin) {
+            Some(s) if !s.relays_taken && now >= s.received_ms + RELAY_GRACE_MS => {
+                s.relays_taken = true;
+                s.relays
+            }
+            _ => Relays::default(),
+        }
+    }
+
+    /// `from` relayed `origin`'s report at `position`: the claims of
+    /// `from`'s report that this covers are met. Only the claimer's own
+    /// copy meets its claim (a copy from elsewhere is the mesh repairing
+    /// what it left out).
+    fn delivered(&mut self, from: NodeId, origin: NodeId, position: (u64, u64)) {
+        if !self.awaited.is_empty() {
+            self.awaited
+                .retain(|a| a.claimer != from || a.origin != origin || a.position > position);
+        }
+    }
+
+    /// `origin`'s report at `position`, observing `subjects`, arrived: a
+    /// claimer had to relay it here only if it observes the claimer and
+    /// not this node (which the origin then sends it to itself).
+    fn void_claims(
+        &mut self,
+        me: NodeId,
+        origin: NodeId,
+        position: (u64, u64),
+        subjects: &[NodeId],
+    ) {
+        if self.awaited.is_empty() {
+            return;
+        }
+        let observes_me = subjects.binary_search(&me).is_ok();
+        self.awaited.retain(|a| {
+            a.origin != origin
+                || a.position != position
+                || !(observes_me || subjects.binary_search(&a.claimer).is_err())
+        });
+    }
+
+    /// Counts every awaited claim of `claimer`'s latest report as missing
+    /// now (older reports' claims are dropped with them).
+    fn settle_claims_of(&mut self, claimer: NodeId) {
+        let current = self.store.get(&claimer).map(Stored::position);
+        let mut missed = 0u16;
+        self.awaited.retain(|a| {
+            if a.claimer != claimer {
+                return true;
+            }
+            if Some(a.claimer_position) == current {
+                missed = missed.saturating_add(1);
+            }
+            false
+        });
+        if let Some(s) = self.store.get_mut(&claimer) {
+            s.relays.missing = s.relays.missing.saturating_add(missed);
+        }
+    }
+
+    /// Counts the awaited claims that are due as missing against the report
+    /// that made them. Past [`MAX_AWAITED`] the oldest are dropped
+    /// uncounted: no one is blamed for what was not checked.
+    pub(crate) fn settle(&mut self, now: u64) {
+        while self.awaited.len() > MAX_AWAITED {
+            self.awaited.pop_front();
+        }
+        while let Some(a) = self.awaited.front().copied() {
+            if a.due_ms > now {
+                break;
+            }
+            self.awaited.pop_front();
+            if let Some(s) = self.store.get_mut(&a.claimer)
+                && s.position() == a.claimer_position
+            {
+                s.relays.missing = s.relays.missing.saturating_add(1);
+            }
+        }
     }
 
     pub(crate) fn poll_timeout(&self) -> u64 {
@@ -180,6 +297,9 @@ impl Gossip {
                 subjects: report.subjects().collect(),
                 digest: content_digest(envelope::signed_content_of(frame).unwrap_or(frame)),
                 answered: Vec::new(),
+                relays: Relays::default(),
+                claims: Vec::new(),
+                relays_taken: false,
             },
         );
         // Neighbours that left the active view during the interval but are
@@ -254,6 +374,7 @@ impl Gossip {
                     return found.ok();
                 }
             }
+            self.delivered(from, origin, position);
             let link = ctx.link(from);
             link.cur.duplicates = link.cur.duplicates.saturating_add(1);
             ctx.stats().duplicates += 1;
@@ -291,8 +412,29 @@ impl Gossip {
             }
         }
         let digest = content_digest(verified.signed_content());
+        // This report may be one that `from`'s report claimed, or one a
+        // claimer did not have to relay here after all.
+        self.settle(now);
+        self.delivered(from, origin, position);
+        self.void_claims(me, origin, position, &subjects);
+        let mut relays = Relays::default();
         if from == origin {
             self.cross_check(cfg, ctx, me, origin, header.stamp, digest, &subjects);
+            let prior = self.store.get(&origin).map_or(&[][..], |s| &s.claims);
+            let due = Relays::due(&me, &origin, &report, prior, |n| {
+                self.store
+                    .get(n)
+                    .map(|s| (s.position(), s.subjects.as_slice()))
+            });
+            relays.claimed = due.claimed;
+            self.awaited
+                .extend(due.missing.into_iter().map(|(n, at)| Awaited {
+                    claimer: origin,
+                    claimer_position: position,
+                    origin: n,
+                    position: at,
+                    due_ms: now + RELAY_GRACE_MS,
+                }));
         }
         let mut stored = Stored {
             epoch: header.stamp.epoch,
@@ -302,6 +444,9 @@ impl Gossip {
             subjects,
             digest,
             answered: Vec::new(),
+            relays,
+            claims: Relays::claims(&report),
+            relays_taken: false,
         };
         // A `Seen` of another version may have come first (one about a
         // later position stays for when that one arrives).
@@ -484,6 +629,9 @@ impl Gossip {
                 sequence: s.sequence,
             })
             .collect();
+        // What the peer sends from now on may answer this pull rather
+        // than relay: its pending claims are decided now.
+        self.settle_claims_of(peer);
         ctx.send(peer, &Message::Digest { entries });
     }
 }

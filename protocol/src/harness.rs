@@ -37,6 +37,9 @@ pub(crate) struct Harness<C: Crypto> {
     pub(crate) stall_ms: Vec<u64>,
     /// Datagram loss probability.
     pub(crate) loss: f64,
+    /// Per node: drop every report it relays (a free-rider), keeping its
+    /// own.
+    pub(crate) drop_relays: Vec<bool>,
     rng: Rng,
     pub(crate) cfg: Config,
     pub(crate) log: Vec<(u64, usize, Event)>,
@@ -64,6 +67,12 @@ impl Harness<RealCrypto> {
     }
 }
 
+/// Whether `bytes` is a report message signed by someone other than `me`.
+fn relayed_report(bytes: &[u8], me: &NodeId) -> bool {
+    bytes.first() == Some(&crate::message::TAG_REPORT)
+        && crate::envelope::peek_header(&bytes[1..]).is_ok_and(|h| h.sender != *me)
+}
+
 impl<C: Crypto> Harness<C> {
     fn build(n: usize, seed: u64, make: fn(&Identity) -> C) -> Self {
         let identities: Vec<Identity> = (0..n).map(identity).collect();
@@ -86,6 +95,7 @@ impl<C: Crypto> Harness<C> {
             latency_ms: 25,
             stall_ms: vec![0; n],
             loss: 0.0,
+            drop_relays: vec![false; n],
             rng: Rng::from_seed(seed),
             cfg: Config::default(),
             log: Vec::new(),
@@ -155,6 +165,9 @@ impl<C: Crypto> Harness<C> {
         let from = node.id();
         while let Some(t) = node.poll_transmit() {
             if t.class == Class::Datagram && self.rng.chance(self.loss) {
+                continue;
+            }
+            if self.drop_relays[i] && relayed_report(&t.bytes, &from) {
                 continue;
             }
             let to = self.index[&t.to];
@@ -398,6 +411,43 @@ mod tests {
             "false accusation: {downs:?}"
         );
         assert!(h.connected());
+    }
+
+    #[test]
+    fn a_node_that_drops_relays_shows_in_relay_withheld_and_honest_ones_never_do() {
+        let mut h = Harness::modelled(30, 4);
+        h.cfg.suspicion.enabled = true;
+        h.boot_all(200);
+        h.run_until(T0 + 30_000);
+        let dropper = 7;
+        h.drop_relays[dropper] = true;
+        let from = h.log.len();
+        h.run_until(T0 + 90_000);
+        let column = crate::features::NAMES
+            .iter()
+            .position(|n| *n == "relay_withheld")
+            .unwrap();
+        let (mut dropper_rows, mut dropper_hits, mut honest_rows) = (0, 0, 0);
+        for (_, i, e) in &h.log[from..] {
+            let Event::ScoreRequest { rows, .. } = e else {
+                continue;
+            };
+            for (subject, row) in rows {
+                let v = row.0[column];
+                if *subject == h.ids[dropper] {
+                    dropper_rows += 1;
+                    dropper_hits += usize::from(v > 0.0);
+                } else {
+                    honest_rows += 1;
+                    assert_eq!(v, 0.0, "node {i} sees {subject} withhold relays");
+                }
+            }
+        }
+        assert!(honest_rows > 1_000, "{honest_rows}");
+        assert!(
+            dropper_hits * 2 > dropper_rows,
+            "{dropper_hits} of {dropper_rows} rows about the dropper show it"
+        );
     }
 
     #[test]

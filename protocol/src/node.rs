@@ -1249,6 +1249,7 @@ impl<C: Crypto> Node<C> {
         if subjects.is_empty() {
             return;
         }
+        self.gossip.settle(now_ms);
         // Decode each report needed once: the subjects', ours and those
         // of everyone observing a subject.
         let mut origins: BTreeSet<NodeId> = subjects.iter().copied().collect();
@@ -1256,11 +1257,26 @@ impl<C: Crypto> Node<C> {
         for s in &subjects {
             origins.extend(self.gossip.observers_of(s));
         }
-        let decoded: Vec<(NodeId, Report)> = origins
+        let decoded: Vec<(NodeId, Stamp, Report)> = origins
             .into_iter()
-            .filter_map(|o| Some((o, self.report_contents(&o)?.1)))
+            .filter_map(|o| {
+                let (stamp, report) = self.report_contents(&o)?;
+                Some((o, stamp, report))
+            })
             .collect();
-        let reports: Vec<(NodeId, &Report)> = decoded.iter().map(|(o, r)| (*o, r)).collect();
+        let reports: Vec<crate::features::Held<'_>> = decoded
+            .iter()
+            .map(|(o, stamp, report)| crate::features::Held {
+                signer: *o,
+                position: (stamp.epoch, stamp.sequence),
+                report,
+                relays: if subjects.contains(o) {
+                    self.gossip.take_relays(o, now_ms)
+                } else {
+                    crate::features::Relays::default()
+                },
+            })
+            .collect();
         let horizon_ms = 2 * self.cfg.report_interval_ms();
         let rows = subjects
             .into_iter()

@@ -53,6 +53,9 @@ pub struct Exported {
     pub rows: BTreeMap<&'static str, u64>,
     /// Stored frames that did not verify or decode (skipped).
     pub undecodable: u64,
+    /// Scored rows of an older feature schema (kept in the database, not
+    /// exported: their columns differ).
+    pub other_schema_rows: u64,
 }
 
 /// Writes the dataset of what `data_dir` holds since `since_ms` into `out`.
@@ -78,6 +81,9 @@ pub fn export(
         scenario: None,
         scenario_sha256: None,
     };
+    let other_schema_rows = store
+        .scores_of_other_schemas_since(since_ms)
+        .map_err(|e| e.to_string())?;
     let mut ds = Dataset::create(out, meta).map_err(|e| e.to_string())?;
     let mut since = since_ms;
     loop {
@@ -145,7 +151,11 @@ pub fn export(
         .map_err(|e| e.to_string())?;
     }
     let rows = ds.finish().map_err(|e| e.to_string())?;
-    Ok(Exported { rows, undecodable })
+    Ok(Exported {
+        rows,
+        undecodable,
+        other_schema_rows,
+    })
 }
 
 #[cfg(test)]

@@ -220,6 +220,14 @@ fn export_cmd(config: &Path, since: &str, out: &Path) -> Result<(), String> {
             done.undecodable
         );
     }
+    if done.other_schema_rows > 0 {
+        println!(
+            "skipped {} scored rows of an older feature schema (still in the database; \
+             this version writes {})",
+            done.other_schema_rows,
+            sentinel_protocol::features::SCHEMA
+        );
+    }
     println!("written to {}", out.display());
     Ok(())
 }

@@ -67,7 +67,7 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (subject, epoch, sequence)
      ) STRICT;
      CREATE INDEX certificates_until ON certificates (until_ms);",
-    // 4: scored feature rows (schema sentinel-features/1), for
+    // 4: scored feature rows (schema `sentinel-features/1` then), for
     // `/v1/scores` and `sentinel export`.
     "CREATE TABLE scores (
          window_ms INTEGER NOT NULL,
@@ -79,6 +79,10 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (subject, window_ms)
      ) STRICT;
      CREATE INDEX scores_window ON scores (window_ms);",
+    // 5: the feature schema version of each scored row; rows stored before
+    // are version 1 and stay, but only rows of the running schema are read
+    // back as features.
+    "ALTER TABLE scores ADD COLUMN feature_schema INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// One scored (subject, window) as stored.
@@ -94,7 +98,7 @@ pub struct ScoreRow {
     pub score: u16,
     /// Suspected after this window.
     pub suspected: bool,
-    /// The feature row (`sentinel-features/1` order).
+    /// The feature row (`features::SCHEMA` order).
     #[serde(skip)]
     pub features: sentinel_protocol::features::Row,
 }
@@ -527,8 +531,9 @@ impl Store {
         let tx = self.db.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO scores (window_ms, subject, model, score, suspected, features)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR REPLACE INTO scores
+                     (window_ms, subject, model, score, suspected, features, feature_schema)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for r in rows {
                 let blob: Vec<u8> = r.features.0.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -539,6 +544,7 @@ impl Store {
                     i64::from(r.score),
                     i64::from(r.suspected),
                     blob,
+                    i64::from(sentinel_protocol::features::SCHEMA_VERSION),
                 ])?;
             }
         }
@@ -546,8 +552,8 @@ impl Store {
         Ok(())
     }
 
-    /// Scored rows with `window_ms >= since_ms`, oldest first, at most
-    /// `limit`.
+    /// Scored rows of the running feature schema with `window_ms >=
+    /// since_ms`, oldest first, at most `limit`.
     ///
     /// # Errors
     /// Database errors, or a stored feature blob of the wrong length
@@ -555,29 +561,34 @@ impl Store {
     pub fn scores_since(&self, since_ms: u64, limit: usize) -> Result<Vec<ScoreRow>, StoreError> {
         let mut stmt = self.db.prepare_cached(
             "SELECT window_ms, subject, model, score, suspected, features FROM scores
-             WHERE window_ms >= ?1 ORDER BY window_ms, subject LIMIT ?2",
+             WHERE window_ms >= ?1 AND feature_schema = ?3
+             ORDER BY window_ms, subject LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![to_i64(since_ms), to_i64(limit as u64)], |r| {
-            let blob: Vec<u8> = r.get(5)?;
-            let mut row = [0f32; sentinel_protocol::features::COUNT];
-            let ok = blob.len() == row.len() * 4;
-            if ok {
-                for (v, c) in row.iter_mut().zip(blob.chunks_exact(4)) {
-                    *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        let version = i64::from(sentinel_protocol::features::SCHEMA_VERSION);
+        let rows = stmt.query_map(
+            params![to_i64(since_ms), to_i64(limit as u64), version],
+            |r| {
+                let blob: Vec<u8> = r.get(5)?;
+                let mut row = [0f32; sentinel_protocol::features::COUNT];
+                let ok = blob.len() == row.len() * 4;
+                if ok {
+                    for (v, c) in row.iter_mut().zip(blob.chunks_exact(4)) {
+                        *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    }
                 }
-            }
-            Ok((
-                ok,
-                ScoreRow {
-                    window_ms: to_u64(r.get(0)?),
-                    subject: r.get(1)?,
-                    model: r.get(2)?,
-                    score: u16::try_from(r.get::<_, i64>(3)?).unwrap_or(u16::MAX),
-                    suspected: r.get::<_, i64>(4)? != 0,
-                    features: sentinel_protocol::features::Row(row),
-                },
-            ))
-        })?;
+                Ok((
+                    ok,
+                    ScoreRow {
+                        window_ms: to_u64(r.get(0)?),
+                        subject: r.get(1)?,
+                        model: r.get(2)?,
+                        score: u16::try_from(r.get::<_, i64>(3)?).unwrap_or(u16::MAX),
+                        suspected: r.get::<_, i64>(4)? != 0,
+                        features: sentinel_protocol::features::Row(row),
+                    },
+                ))
+            },
+        )?;
         let mut out = Vec::new();
         for r in rows {
             let (ok, row) = r?;
@@ -590,6 +601,24 @@ impl Store {
             out.push(row);
         }
         Ok(out)
+    }
+
+    /// How many scored rows with `window_ms >= since_ms` are of another
+    /// feature schema than the running one (stored by an older version;
+    /// [`Store::scores_since`] skips them).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn scores_of_other_schemas_since(&self, since_ms: u64) -> Result<u64, StoreError> {
+        let n: i64 = self.db.query_row(
+            "SELECT COUNT(*) FROM scores WHERE window_ms >= ?1 AND feature_schema != ?2",
+            params![
+                to_i64(since_ms),
+                i64::from(sentinel_protocol::features::SCHEMA_VERSION)
+            ],
+            |r| r.get(0),
+        )?;
+        Ok(to_u64(n))
     }
 
     /// Stored report frames received at or after `since_ms`, oldest first:
@@ -962,6 +991,38 @@ mod tests {
         let p = &s.peers().unwrap()[0];
         assert_eq!((p.first_seen_ms, p.last_seen_ms, p.connections), (5, 9, 2));
         assert_eq!(p.last_addr.as_deref(), Some("127.0.0.1:2"));
+    }
+
+    #[test]
+    fn scored_rows_of_an_older_feature_schema_stay_but_are_not_read_as_features() {
+        let dir = tempfile::tempdir().unwrap();
+        let dd = DataDir::lock(dir.path()).unwrap();
+        let mut s = Store::open(&dd).unwrap();
+        // A row as schema 4 stored it: 30 columns, no schema version.
+        s.db.execute(
+            "INSERT INTO scores (window_ms, subject, model, score, suspected, features)
+             VALUES (1000, 'aa', 'm', 5, 0, ?1)",
+            params![vec![0u8; 30 * 4]],
+        )
+        .unwrap();
+        let mut features = [0f32; sentinel_protocol::features::COUNT];
+        features[0] = 3.0;
+        let current = ScoreRow {
+            window_ms: 2000,
+            subject: "bb".into(),
+            model: "m".into(),
+            score: 7,
+            suspected: false,
+            features: sentinel_protocol::features::Row(features),
+        };
+        s.insert_scores(std::slice::from_ref(&current)).unwrap();
+        assert_eq!(s.scores_since(0, 10).unwrap(), vec![current]);
+        assert_eq!(s.scores_of_other_schemas_since(0).unwrap(), 1);
+        assert_eq!(s.scores_of_other_schemas_since(1001).unwrap(), 0);
+        let kept: i64 =
+            s.db.query_row("SELECT COUNT(*) FROM scores", [], |r| r.get(0))
+                .unwrap();
+        assert_eq!(kept, 2);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use sentinel_models::{Scorer, shipped};
 use sentinel_protocol::NodeId;
-use sentinel_protocol::features::{self, COUNT, Inputs, Row};
+use sentinel_protocol::features::{self, COUNT, Held, Inputs, Relays, Row};
 use sentinel_protocol::rng::Rng;
 use sentinel_protocol::telemetry::{HostSample, LinkSample, Observation, Report};
 
@@ -150,7 +150,15 @@ fn main() -> ExitCode {
     println!("|---|---|");
     for k in [3u8, 8, 16] {
         let (subject, reports) = neighbourhood(k);
-        let refs: Vec<(NodeId, &Report)> = reports.iter().map(|(o, r)| (*o, r)).collect();
+        let refs: Vec<Held<'_>> = reports
+            .iter()
+            .map(|(o, r)| Held {
+                signer: *o,
+                position: (1, 1),
+                report: r,
+                relays: Relays::default(),
+            })
+            .collect();
         let t = per_call(|| {
             black_box(features::extract(black_box(&Inputs {
                 subject,
