@@ -228,13 +228,13 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument(
         "--exclude-kinds",
-        default="framer,mimic",
+        default="framer",
         help="attack kinds whose rows are left out of training (default: framer, whose harm falls "
-        "on its victim's rows, not its own, and mimic: see models/training/README.md)",
+        "on its victim's rows, not its own)",
     )
     ap.add_argument(
         "--evidence",
-        default="",
+        default="mimic=relay_withheld",
         help="KIND=COLUMN,...: malicious rows of KIND are trained on only where COLUMN > 0, for a "
         "kind whose harm shows in some observers' rows only (mimic=relay_withheld: the observers "
         "that missed one of its relays); validation keeps every row",

@@ -286,8 +286,8 @@ pub struct Held<'a> {
 /// its own, so an honest node's relays reach the observer before its
 /// report, or just after when reordered in flight. A claim the observer
 /// does not hold when the report arrives counts as missing unless the
-/// claimer itself sends the claimed report within [`RELAY_GRACE_MS`], and
-/// before the observer next pulls from it (a copy from elsewhere, or one
+/// claimer itself sends the claimed report within [`RELAY_GRACE_MS`] plus
+/// four round trips to it, and before the observer next pulls from it (a copy from elsewhere, or one
 /// answering a pull, is the mesh repairing the gap, not a relay).
 ///
 /// What counts:
@@ -312,10 +312,10 @@ pub struct Relays {
 }
 
 /// How long after a report the reports it claims may still arrive from
-/// its signer: one stream retransmission (about 4 round trips + 25 ms) and
-/// jitter. On `detect-train` it leaves 0.08% of honest rows with a missing
-/// relay against 47% of a mimic's; without it (0 ms) honest rows are at
-/// about 0.7%, with 1 s the mimic's fall to about a quarter.
+/// its signer, on top of four round trips to it (`gossip.rs`: one lost
+/// packet's retransmission on a far link takes two or more): reordering
+/// and jitter. On `detect-train` the check leaves 0.04% of honest rows with
+/// a missing relay against 36% of a mimic's.
 pub const RELAY_GRACE_MS: u64 = 500;
 
 impl Relays {

@@ -72,6 +72,8 @@ struct Stored {
     claims: Vec<(NodeId, (u64, u64))>,
     /// The relay check went into a feature row already.
     relays_taken: bool,
+    /// When its relay check is complete (its claims' grace has passed).
+    relays_ready_ms: u64,
 }
 
 /// A `Seen` about a report position this node did not hold yet.
@@ -116,6 +118,11 @@ struct Awaited {
     /// When it counts as missing.
     due_ms: u64,
 }
+
+/// Round trips to the claimer added to [`RELAY_GRACE_MS`].
+const RELAY_GRACE_RTTS: u64 = 4;
+/// The round trip assumed before a probe has measured one, ms.
+const UNKNOWN_RTT_MS: u64 = 1_000;
 
 /// Claims awaited at most.
 const MAX_AWAITED: usize = 4096;
@@ -173,7 +180,7 @@ impl Gossip {
     /// one missed relay counts in one window, never in two.
     pub(crate) fn take_relays(&mut self, origin: &NodeId, now: u64) -> Relays {
         match self.store.get_mut(origin) {
-            Some(s) if !s.relays_taken && now >= s.received_ms + RELAY_GRACE_MS => {
+            Some(s) if !s.relays_taken && now >= s.relays_ready_ms => {
                 s.relays_taken = true;
                 s.relays
             }
@@ -300,6 +307,7 @@ impl Gossip {
                 relays: Relays::default(),
                 claims: Vec::new(),
                 relays_taken: false,
+                relays_ready_ms: now,
             },
         );
         // Neighbours that left the active view during the interval but are
@@ -418,6 +426,10 @@ impl Gossip {
         self.delivered(from, origin, position);
         self.void_claims(me, origin, position, &subjects);
         let mut relays = Relays::default();
+        // A relay lost on the way is resent after about two round trips
+        // (one with QUIC's probe timeout on a quiet link): allow one.
+        let grace =
+            RELAY_GRACE_MS + RELAY_GRACE_RTTS * ctx.link(from).rtt_ms().unwrap_or(UNKNOWN_RTT_MS);
         if from == origin {
             self.cross_check(cfg, ctx, me, origin, header.stamp, digest, &subjects);
             let prior = self.store.get(&origin).map_or(&[][..], |s| &s.claims);
@@ -433,7 +445,7 @@ impl Gossip {
                     claimer_position: position,
                     origin: n,
                     position: at,
-                    due_ms: now + RELAY_GRACE_MS,
+                    due_ms: now + grace,
                 }));
         }
         let mut stored = Stored {
@@ -447,6 +459,7 @@ impl Gossip {
             relays,
             claims: Relays::claims(&report),
             relays_taken: false,
+            relays_ready_ms: now + grace,
         };
         // A `Seen` of another version may have come first (one about a
         // later position stays for when that one arrives).

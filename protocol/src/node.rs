@@ -388,6 +388,17 @@ impl LinkAcc {
         }
     }
 
+    /// The smallest probe round trip seen over the samples held, ms.
+    pub(crate) fn rtt_ms(&self) -> Option<u64> {
+        self.samples
+            .iter()
+            .chain(std::iter::once(&self.cur))
+            .map(|s| s.rtt_ms)
+            .filter(|r| *r != LinkSample::NO_RTT)
+            .min()
+            .map(u64::from)
+    }
+
     pub(crate) fn note_rtt(&mut self, ms: u64) {
         let ms = u16::try_from(ms).unwrap_or(LinkSample::NO_RTT - 1);
         self.cur.rtt_ms = self.cur.rtt_ms.min(ms);
