@@ -47,7 +47,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-FEATURE_SCHEMA = "sentinel-features/2"
+FEATURE_SCHEMA = "sentinel-features/3"
 OPSET = 17
 INPUT = "features"
 OUTPUT = "score"
@@ -235,9 +235,10 @@ def main():
     ap.add_argument(
         "--evidence",
         default="mimic=relay_withheld",
-        help="KIND=COLUMN,...: malicious rows of KIND are trained on only where COLUMN > 0, for a "
-        "kind whose harm shows in some observers' rows only (mimic=relay_withheld: the observers "
-        "that missed one of its relays); validation keeps every row",
+        help="KIND=COLUMN[>=V],...: malicious rows of KIND are trained on only where COLUMN > 0 "
+        "(or >= V), for a kind whose harm shows in some observers' rows only "
+        "(mimic=relay_withheld: the observers that missed one of its relays); validation keeps "
+        "every row",
     )
     ap.add_argument(
         "--ignore-columns",
@@ -259,10 +260,13 @@ def main():
     dhash = data_hash(x, y)
     train = ~val
     evidence = dict(e.split("=", 1) for e in args.evidence.split(",") if e)
-    for kind, column in sorted(evidence.items()):
-        silent = y & (kinds == kind) & (x[:, names.index(column)] <= 0)
+    for kind, rule in sorted(evidence.items()):
+        column, _, at_least = rule.partition(">=")
+        values = x[:, names.index(column)]
+        weak = values < float(at_least) if at_least else values <= 0
+        silent = y & (kinds == kind) & weak
         train &= ~silent
-        print(f"{kind}: {int((silent & ~val).sum())} training rows without {column} left out")
+        print(f"{kind}: {int((silent & ~val).sum())} training rows without {rule} left out")
     ignored_columns = [c for c in args.ignore_columns.split(",") if c]
     ignored = [names.index(c) for c in ignored_columns]
     for build in (classifier, autoencoder):

@@ -31,9 +31,9 @@ use crate::telemetry::{LinkSample, Observation, Report};
 
 /// Name and version of the feature schema. A model's manifest names the
 /// schema it was trained on; a scorer refuses rows of another.
-pub const SCHEMA: &str = "sentinel-features/2";
-/// The schema's version number (the `/2` of [`SCHEMA`]).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA: &str = "sentinel-features/3";
+/// The schema's version number (the `/3` of [`SCHEMA`]).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The columns, in order. `FEATURES.md` documents each.
 pub const NAMES: [&str; COUNT] = [
@@ -273,7 +273,8 @@ pub struct Held<'a> {
     pub position: (u64, u64),
     /// The decoded, verified content.
     pub report: &'a Report,
-    /// What the observer found when the report arrived (`relay_withheld`).
+    /// What the observer found about the relays of the signer's last
+    /// [`RELAY_HISTORY`] checked reports, summed (`relay_withheld`).
     pub relays: Relays,
 }
 
@@ -287,15 +288,20 @@ pub struct Held<'a> {
 /// report, or just after when reordered in flight. A claim the observer
 /// does not hold when the report arrives counts as missing unless the
 /// claimer itself sends the claimed report within [`RELAY_GRACE_MS`] plus
-/// four round trips to it, and before the observer next pulls from it (a copy from elsewhere, or one
-/// answering a pull, is the mesh repairing the gap, not a relay).
+/// four round trips to it (a copy from elsewhere is the mesh repairing the
+/// gap, not a relay; the observer does not pull from a claimer while its
+/// claims are pending, `gossip.rs`).
 ///
 /// What counts:
 /// - only reports that observe the observer (a node owes relays to its
-///   neighbours only; views can be asymmetric for a while);
+///   neighbours only; views can be asymmetric for a while), from a signer
+///   in the observer's active view for a whole report interval (checked by
+///   the caller);
 /// - only claims that are new since the signer's previous report (it
 ///   claims each neighbour's latest, so a repeated claim is no new relay,
-///   and a missed one must not count again);
+///   and a missed one must not count again), about a neighbour that
+///   report named too and whose link had traffic in the first sample (a
+///   new link may carry a claim of a report that came before it);
 /// - only neighbours whose reports already reach the observer through the
 ///   signer: the observer holds an older (or the claimed) report of theirs
 ///   that observes the signer and not the observer. Left out are
@@ -311,14 +317,47 @@ pub struct Relays {
     pub missing: u16,
 }
 
+/// How many of a subject's latest checked reports `relay_withheld` sums
+/// over. One report's check is too small a sample: an honest node's one
+/// relay lost to a quirk of timing is one of its two to four claims, as
+/// large a share as a mimic's steady drops.
+pub const RELAY_HISTORY: usize = 8;
+
+/// Claims added to the denominator of `relay_withheld`, so that a subject
+/// with few claims checked shows a miss at less than the share a long
+/// record of misses would.
+pub const RELAY_PRIOR_CLAIMS: u16 = 4;
+
+/// Misses forgiven in the [`RELAY_HISTORY`]: a relay whose packet is lost
+/// twice on the way comes after the grace (at 1% loss, about one claim in
+/// 10,000), so one miss alone says nothing. Two within eight reports do.
+pub const RELAY_FORGIVEN: u16 = 1;
+
 /// How long after a report the reports it claims may still arrive from
 /// its signer, on top of four round trips to it (`gossip.rs`: one lost
 /// packet's retransmission on a far link takes two or more): reordering
-/// and jitter. On `detect-train` the check leaves 0.04% of honest rows with
-/// a missing relay against 36% of a mimic's.
+/// and jitter.
 pub const RELAY_GRACE_MS: u64 = 500;
 
 impl Relays {
+    /// Both counts summed (saturating).
+    #[must_use]
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            claimed: self.claimed.saturating_add(other.claimed),
+            missing: self.missing.saturating_add(other.missing),
+        }
+    }
+
+    /// The `relay_withheld` column of a subject whose last checked reports
+    /// sum to `self`: (missing − [`RELAY_FORGIVEN`]) / (claimed +
+    /// [`RELAY_PRIOR_CLAIMS`]), at least 0.
+    #[must_use]
+    pub fn withheld(self) -> f64 {
+        f64::from(self.missing.saturating_sub(RELAY_FORGIVEN))
+            / (f64::from(self.claimed) + f64::from(RELAY_PRIOR_CLAIMS))
+    }
+
     /// The claims of `report` (signed by `signer`, arriving from it at
     /// `observer`) that count, and of those the ones not held yet.
     /// `prior` is what the signer's previous report claimed
@@ -338,10 +377,16 @@ impl Relays {
         }
         for obs in &report.neighbours {
             let position = (obs.claimed_epoch, obs.claimed_sequence);
-            let repeated = prior
+            // Claims already made, or first made with a new link (the
+            // report may have come before the link), are not checked.
+            let new_claim = prior
                 .binary_search_by(|(n, _)| n.cmp(&obs.neighbour))
-                .is_ok_and(|i| prior[i].1 >= position);
-            if obs.neighbour == *observer || position == (0, 0) || repeated {
+                .is_ok_and(|i| prior[i].1 < position);
+            if obs.neighbour == *observer
+                || position == (0, 0)
+                || !new_claim
+                || !linked_from_start(obs)
+            {
                 continue;
             }
             let Some((at, subjects)) = held(&obs.neighbour) else {
@@ -373,8 +418,18 @@ impl Relays {
     }
 }
 
+/// The link had traffic in the report's first sample: it existed when the
+/// interval began, so everything the signer received during it from the
+/// neighbour, or owed the neighbour, fell under the relay rule. A link
+/// that began mid-interval may carry claims of reports received before it.
+fn linked_from_start(obs: &Observation) -> bool {
+    obs.samples
+        .first()
+        .is_some_and(|s| s.messages_in > 0 || s.messages_out > 0)
+}
+
 /// What [`Relays::due`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Due {
     /// Claims that count.
     pub claimed: u16,
@@ -506,8 +561,8 @@ fn claims(r: &Report, inputs: &Inputs<'_>, peers: &[(NodeId, Link)], f: &mut [f6
     if fresh_held > 0 {
         f[1] = unconfirmed as f64 / fresh_held as f64;
     }
-    if let Some(h) = held(&subject).filter(|h| h.relays.claimed > 0) {
-        f[32] = f64::from(h.relays.missing) / f64::from(h.relays.claimed);
+    if let Some(h) = held(&subject) {
+        f[32] = h.relays.withheld();
     }
 
     // Mutual links: the subject's claim about the link against the other
@@ -712,7 +767,9 @@ mod tests {
             let i = reporters.iter().position(|r| r == n)?;
             Some((*positions.get(i)?, subjects[i].as_slice()))
         };
-        let due = Relays::due(&observer, &s, &subject, &[], lookup);
+        // Its previous report claimed (1, 0) of each.
+        let before: Vec<(NodeId, (u64, u64))> = reporters.iter().map(|r| (*r, (1, 0))).collect();
+        let due = Relays::due(&observer, &s, &subject, &before, lookup);
         assert_eq!(
             due,
             Due {
@@ -723,16 +780,25 @@ mod tests {
         // The same claims again in the next report are nothing new.
         let again = Relays::due(&observer, &s, &subject, &Relays::claims(&subject), lookup);
         assert_eq!((again.claimed, again.missing.len()), (0, 0));
+        // Nor is a claim about a neighbour its previous report did not
+        // name (the claimed report may have come before the link), or one
+        // whose link was quiet in the first sample (it began mid-interval).
+        let new_link = Relays::due(&observer, &s, &subject, &before[..2], lookup);
+        assert_eq!((new_link.claimed, new_link.missing.len()), (1, 0));
+        let mut late_link = subject.clone();
+        late_link.neighbours[2].samples[0] = LinkSample::default();
+        let late = Relays::due(&observer, &s, &late_link, &before, lookup);
+        assert_eq!((late.claimed, late.missing.len()), (1, 0));
         // A subject whose report does not observe the observer owes it
         // nothing.
-        let stranger = Relays::due(&id(99), &s, &subject, &[], lookup);
+        let stranger = Relays::due(&id(99), &s, &subject, &before, lookup);
         assert_eq!((stranger.claimed, stranger.missing.len()), (0, 0));
         // A neighbour that observes the observer sends it its reports
         // itself: not the subject's to relay.
         let mut knows_observer = subjects[2].clone();
         knows_observer.push(observer);
         knows_observer.sort_unstable();
-        let due = Relays::due(&observer, &s, &subject, &[], |n| {
+        let due = Relays::due(&observer, &s, &subject, &before, |n| {
             let i = reporters.iter().position(|r| r == n)?;
             let subjects = if i == 2 {
                 &knows_observer
@@ -759,7 +825,7 @@ mod tests {
             reports: &all,
         });
         let withheld = row.get("relay_withheld").unwrap();
-        assert!((withheld - 2.0 / 3.0).abs() < 1e-6, "{withheld}");
+        assert!((withheld - 1.0 / 7.0).abs() < 1e-6, "{withheld}");
         let none_checked = row_of(s, observer, &subject, &reporters, &theirs);
         assert_eq!(none_checked.get("relay_withheld"), Some(0.0));
     }

@@ -6,16 +6,20 @@
 //! signer's neighbours and their neighbours, so a report travels two hops:
 //! 1. **push**: the signer sends it to its active view;
 //! 2. **relay**: a neighbour of the signer (it has the signer in its active
-//!    view, or the report observes it) sends it on to its own active view,
-//!    except the signer, the link it came from and the signer's observed
-//!    neighbours (the signer sends to those directly, including ones that
-//!    left its active view during the interval but are alive);
+//!    view now or had it at a sample of this interval, or the report
+//!    observes it) sends it on to its own active view and to the peers that
+//!    left that view during the interval but are alive (its next report
+//!    names them and claims what it relays now), except the signer, the
+//!    link it came from and the signer's observed neighbours (the signer
+//!    sends to those directly, including ones that left its active view
+//!    during the interval but are alive);
 //! 3. **pull** (anti-entropy): every `pull_interval` a node sends one
 //!    neighbour, in turn, a digest of the newest reports it holds from the
 //!    origins that neighbour serves (the neighbour itself, its neighbours
 //!    and whoever observed it); the neighbour answers with any newer report it has held
 //!    for longer than `pull_grace` (younger ones are probably still in
 //!    flight). This repairs what view changes, crashes and partitions lose.
+//!    A neighbour whose relay check (5) is pending is passed over.
 //!
 //! 4. **cross-check** (equivocation): a neighbour that got a report from its
 //!    signer directly sends [`Message::Seen`] (origin, position, content
@@ -28,8 +32,9 @@
 //! 5. **relay check**: when a neighbour's report arrives from it, the
 //!    reports it claims to hold that it should have relayed here are
 //!    checked; those that are not here and do not come from it within
-//!    [`RELAY_GRACE_MS`] count against it (`features::Relays`, the
-//!    `relay_withheld` feature).
+//!    [`RELAY_GRACE_MS`] plus four round trips count against it
+//!    (`features::Relays`; the `relay_withheld` feature sums its last
+//!    [`RELAY_HISTORY`] reports' checks).
 //!
 //! Duplicates are dropped on the unauthenticated header (origin, epoch,
 //! sequence) *before* paying for verification; only verified reports are
@@ -43,7 +48,7 @@ use crate::codec::Codec;
 use crate::crypto::Crypto;
 use crate::envelope::{self, Kind, Stamp};
 use crate::evidence::{Evidence, Proven};
-use crate::features::{RELAY_GRACE_MS, Relays};
+use crate::features::{RELAY_GRACE_MS, RELAY_HISTORY, Relays};
 use crate::identity::NodeId;
 use crate::membership::Membership;
 use crate::message::{
@@ -72,8 +77,32 @@ struct Stored {
     claims: Vec<(NodeId, (u64, u64))>,
     /// The relay check went into a feature row already.
     relays_taken: bool,
+    /// The checks of the origin's previous reports that went into rows,
+    /// newest last (carried from report to report).
+    history: RelayHistory,
     /// When its relay check is complete (its claims' grace has passed).
     relays_ready_ms: u64,
+}
+
+/// The last [`RELAY_HISTORY`] relay checks of one origin's reports.
+#[derive(Debug, Clone, Default)]
+struct RelayHistory {
+    checks: std::collections::VecDeque<Relays>,
+}
+
+impl RelayHistory {
+    fn push(&mut self, check: Relays) {
+        if self.checks.len() == RELAY_HISTORY {
+            self.checks.pop_front();
+        }
+        self.checks.push_back(check);
+    }
+
+    fn total(&self) -> Relays {
+        self.checks
+            .iter()
+            .fold(Relays::default(), |a, c| a.plus(*c))
+    }
 }
 
 /// A `Seen` about a report position this node did not hold yet.
@@ -175,17 +204,18 @@ impl Gossip {
         self.store.get(origin).map(Stored::position)
     }
 
-    /// The relay check of `origin`'s latest report, once: when its grace
-    /// has passed (call [`Gossip::settle`] first) and not taken before, so
-    /// one missed relay counts in one window, never in two.
+    /// The relay checks of `origin`'s last [`RELAY_HISTORY`] reports,
+    /// summed. The latest report's check joins them once its grace has
+    /// passed (call [`Gossip::settle`] first); each check joins once.
     pub(crate) fn take_relays(&mut self, origin: &NodeId, now: u64) -> Relays {
-        match self.store.get_mut(origin) {
-            Some(s) if !s.relays_taken && now >= s.relays_ready_ms => {
-                s.relays_taken = true;
-                s.relays
-            }
-            _ => Relays::default(),
+        let Some(s) = self.store.get_mut(origin) else {
+            return Relays::default();
+        };
+        if !s.relays_taken && now >= s.relays_ready_ms {
+            s.relays_taken = true;
+            s.history.push(s.relays);
         }
+        s.history.total()
     }
 
     /// `from` relayed `origin`'s report at `position`: the claims of
@@ -308,6 +338,7 @@ impl Gossip {
                 claims: Vec::new(),
                 relays_taken: false,
                 relays_ready_ms: now,
+                history: RelayHistory::default(),
             },
         );
         // Neighbours that left the active view during the interval but are
@@ -410,9 +441,17 @@ impl Gossip {
             return None;
         }
         let subjects: Vec<NodeId> = report.subjects().collect();
-        // First hop: relay when the origin is a neighbour or observed us.
-        if membership.is_active(&origin) || subjects.binary_search(&me).is_ok() {
-            for q in membership.active() {
+        // First hop: relay when the origin is a neighbour (now or earlier
+        // in this interval, which the next report names) or observed us,
+        // to the active view and to the peers that left it during this
+        // interval (this node's next report names them and claims the
+        // reports it relays now).
+        if membership.is_active(&origin)
+            || subjects.binary_search(&me).is_ok()
+            || ctx.named_in_next_report(&origin)
+        {
+            let departed = ctx.departed(membership);
+            for q in membership.active().chain(departed) {
                 if q != origin && q != from && subjects.binary_search(&q).is_err() {
                     ctx.send_bytes(q, Class::Stream, message.clone());
                     ctx.stats().reports_relayed += 1;
@@ -432,12 +471,21 @@ impl Gossip {
             RELAY_GRACE_MS + RELAY_GRACE_RTTS * ctx.link(from).rtt_ms().unwrap_or(UNKNOWN_RTT_MS);
         if from == origin {
             self.cross_check(cfg, ctx, me, origin, header.stamp, digest, &subjects);
-            let prior = self.store.get(&origin).map_or(&[][..], |s| &s.claims);
-            let due = Relays::due(&me, &origin, &report, prior, |n| {
-                self.store
-                    .get(n)
-                    .map(|s| (s.position(), s.subjects.as_slice()))
+            // Only a neighbour linked to this node for its whole report
+            // interval owed it every relay its report claims.
+            let linked = membership.active_since(&origin).is_some_and(|t| {
+                t.saturating_add(cfg.report_interval_ms() + RELAY_GRACE_MS) <= now
             });
+            let prior = self.store.get(&origin).map_or(&[][..], |s| &s.claims);
+            let due = if !linked {
+                crate::features::Due::default()
+            } else {
+                Relays::due(&me, &origin, &report, prior, |n| {
+                    self.store
+                        .get(n)
+                        .map(|s| (s.position(), s.subjects.as_slice()))
+                })
+            };
             relays.claimed = due.claimed;
             self.awaited
                 .extend(due.missing.into_iter().map(|(n, at)| Awaited {
@@ -460,6 +508,11 @@ impl Gossip {
             claims: Relays::claims(&report),
             relays_taken: false,
             relays_ready_ms: now + grace,
+            history: self
+                .store
+                .get_mut(&origin)
+                .map(|s| std::mem::take(&mut s.history))
+                .unwrap_or_default(),
         };
         // A `Seen` of another version may have come first (one about a
         // later position stays for when that one arrives).
@@ -623,8 +676,17 @@ impl Gossip {
         if active.is_empty() {
             return;
         }
-        let peer = active[self.cursor % active.len()];
-        self.cursor = self.cursor.wrapping_add(1);
+        // A peer whose report's claims are still awaited is passed over
+        // (it comes round again next time): what it sent in answer to a
+        // pull could not be told from a relay. With every peer waiting,
+        // the next in turn is pulled and its claims are decided now.
+        let waiting = |p: &NodeId| self.awaited.iter().any(|a| a.claimer == *p);
+        let turn = self.cursor % active.len();
+        let skip = (0..active.len())
+            .find(|i| !waiting(&active[(turn + i) % active.len()]))
+            .unwrap_or(0);
+        let peer = active[(turn + skip) % active.len()];
+        self.cursor = self.cursor.wrapping_add(1 + skip);
         let peer_subjects: &[NodeId] = self.store.get(&peer).map_or(&[], |p| &p.subjects);
         let serves_peer = |origin: &NodeId, s: &Stored| {
             *origin == peer
@@ -643,7 +705,8 @@ impl Gossip {
             })
             .collect();
         // What the peer sends from now on may answer this pull rather
-        // than relay: its pending claims are decided now.
+        // than relay: its pending claims (if every peer had some) are
+        // decided now.
         self.settle_claims_of(peer);
         ctx.send(peer, &Message::Digest { entries });
     }

@@ -421,8 +421,11 @@ mod tests {
         h.run_until(T0 + 30_000);
         let dropper = 7;
         h.drop_relays[dropper] = true;
+        // Its first miss towards each observer is forgiven
+        // (`RELAY_FORGIVEN`): count from its third report on.
+        h.run_until(T0 + 45_000);
         let from = h.log.len();
-        h.run_until(T0 + 90_000);
+        h.run_until(T0 + 120_000);
         let column = crate::features::NAMES
             .iter()
             .position(|n| *n == "relay_withheld")
@@ -448,6 +451,49 @@ mod tests {
             dropper_hits * 2 > dropper_rows,
             "{dropper_hits} of {dropper_rows} rows about the dropper show it"
         );
+    }
+
+    #[test]
+    fn view_changes_never_make_an_honest_node_look_like_it_withheld_relays() {
+        // Crashes and restarts reshuffle the views around them; a node that
+        // drops a peer from its active view mid-interval still names it in
+        // its next report, so it must still relay to it.
+        let mut h = Harness::modelled(30, 4);
+        h.cfg.suspicion.enabled = true;
+        h.boot_all(200);
+        h.run_until(T0 + 30_000);
+        let from = h.log.len();
+        let churned = [3, 11, 19, 24];
+        for (k, &i) in churned.iter().enumerate() {
+            let at = T0 + 35_000 + 15_000 * k as u64;
+            h.run_until(at);
+            h.crash(i);
+            h.run_until(at + 6_000);
+            h.boot(i);
+        }
+        h.run_until(T0 + 150_000);
+        let column = crate::features::NAMES
+            .iter()
+            .position(|n| *n == "relay_withheld")
+            .unwrap();
+        let churned: Vec<NodeId> = churned.iter().map(|&i| h.ids[i]).collect();
+        let mut rows = 0;
+        for (_, i, e) in &h.log[from..] {
+            let Event::ScoreRequest { rows: scored, .. } = e else {
+                continue;
+            };
+            for (subject, row) in scored {
+                if churned.contains(subject) || churned.contains(&h.ids[*i]) {
+                    continue;
+                }
+                rows += 1;
+                assert_eq!(
+                    row.0[column], 0.0,
+                    "node {i} sees {subject} withhold relays"
+                );
+            }
+        }
+        assert!(rows > 1_000, "{rows}");
     }
 
     #[test]

@@ -44,6 +44,8 @@ enum Probe {
 struct ActivePeer {
     probe: Probe,
     suspect_since: Option<u64>,
+    /// When it joined the active view.
+    since: u64,
 }
 
 /// A probe this node runs on behalf of a `PingReq` requester.
@@ -102,6 +104,11 @@ impl Membership {
 
     pub(crate) fn is_active(&self, id: &NodeId) -> bool {
         self.active.contains_key(id)
+    }
+
+    /// When `id` joined the active view (it is in it).
+    pub(crate) fn active_since(&self, id: &NodeId) -> Option<u64> {
+        self.active.get(id).map(|p| p.since)
     }
 
     pub(crate) fn passive(&self) -> &[NodeId] {
@@ -209,7 +216,14 @@ impl Membership {
 
     /// Puts `peer` in the active view, evicting a random neighbour if full.
     /// With `notify`, tells `peer` to do the same (`Connect`).
-    fn add_active(&mut self, cfg: &Config, ctx: &mut Ctx<'_>, peer: NodeId, notify: bool) {
+    fn add_active(
+        &mut self,
+        cfg: &Config,
+        ctx: &mut Ctx<'_>,
+        peer: NodeId,
+        notify: bool,
+        now: u64,
+    ) {
         if peer == self.me || !ctx.admissible(&peer) || self.left {
             return;
         }
@@ -237,6 +251,7 @@ impl Membership {
             ActivePeer {
                 probe: Probe::Idle,
                 suspect_since: None,
+                since: now,
             },
         );
         if notify {
@@ -271,7 +286,7 @@ impl Membership {
                 if self.left {
                     return;
                 }
-                self.add_active(cfg, ctx, from, true);
+                self.add_active(cfg, ctx, from, true, now);
                 let others: Vec<NodeId> = self
                     .active
                     .keys()
@@ -294,7 +309,7 @@ impl Membership {
                     return;
                 }
                 if *ttl == 0 || self.active.len() <= 1 {
-                    self.add_active(cfg, ctx, joiner, true);
+                    self.add_active(cfg, ctx, joiner, true, now);
                     return;
                 }
                 if *ttl == cfg.passive_walk_len {
@@ -308,19 +323,19 @@ impl Membership {
                             ttl: ttl - 1,
                         },
                     ),
-                    None => self.add_active(cfg, ctx, joiner, true),
+                    None => self.add_active(cfg, ctx, joiner, true, now),
                 }
             }
             Message::Connect => {
                 if self.joining.is_some_and(|(c, _)| c == from) {
                     self.joining = None;
                 }
-                self.add_active(cfg, ctx, from, false);
+                self.add_active(cfg, ctx, from, false, now);
             }
             Message::Neighbor { high_priority } => {
                 let accepted = !self.left && (*high_priority || self.active.len() < cfg.max_active);
                 if accepted {
-                    self.add_active(cfg, ctx, from, false);
+                    self.add_active(cfg, ctx, from, false, now);
                 }
                 ctx.send(from, &Message::NeighborReply { accepted });
             }
@@ -328,7 +343,7 @@ impl Membership {
                 if self.pending.is_some_and(|(p, _)| p == from) {
                     self.pending = None;
                     if *accepted {
-                        self.add_active(cfg, ctx, from, false);
+                        self.add_active(cfg, ctx, from, false, now);
                     }
                 }
             }

@@ -509,6 +509,26 @@ impl Ctx<'_> {
         self.events.push_back(e);
     }
 
+    /// Peers that were in the active view at one of this interval's
+    /// samples, so the next report names them, and have since left it for
+    /// the passive view (they are alive). The report will claim what this
+    /// node relayed in the interval, so they are still owed those relays.
+    pub(crate) fn departed(&self, membership: &Membership) -> Vec<NodeId> {
+        self.links
+            .iter()
+            .filter(|(id, l)| {
+                l.was_active && !membership.is_active(id) && membership.passive().contains(id)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// This node's next report will name `id` (it was in the active view
+    /// at one of this interval's samples).
+    pub(crate) fn named_in_next_report(&self, id: &NodeId) -> bool {
+        self.links.get(id).is_some_and(|l| l.was_active)
+    }
+
     pub(crate) fn link(&mut self, id: NodeId) -> &mut LinkAcc {
         self.links.entry(id).or_insert_with(LinkAcc::new)
     }
