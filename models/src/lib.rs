@@ -236,8 +236,18 @@ impl Manifest {
 #[derive(Debug)]
 pub struct TractScorer {
     manifest: Manifest,
-    plans: Vec<(usize, TypedSimpleState)>,
-    input: Vec<f32>,
+    plans: Vec<Plan>,
+}
+
+/// One batch size's compiled plan, run state and input tensor. The input
+/// is filled in place and lent to tract for each run: tract lets go of its
+/// inputs when the run ends, so the next call writes into the same buffer
+/// instead of allocating and copying a new one.
+#[derive(Debug)]
+struct Plan {
+    size: usize,
+    state: TypedSimpleState,
+    input: Arc<Tensor>,
 }
 
 impl TractScorer {
@@ -312,17 +322,19 @@ impl TractScorer {
         manifest.check_schema()?;
         let plans = BATCH_SIZES
             .iter()
-            .map(|&size| Ok((size, Self::plan(&manifest, onnx, size)?.spawn()?)))
+            .map(|&size| {
+                Ok(Plan {
+                    size,
+                    state: Self::plan(&manifest, onnx, size)?.spawn()?,
+                    input: Arc::new(Tensor::zero::<f32>(&[size, features::COUNT])?),
+                })
+            })
             .collect::<TractResult<Vec<_>>>()
             .map_err(|e| ModelError::Onnx {
                 name: manifest.name.clone(),
                 message: format!("{e:#}"),
             })?;
-        Ok(Self {
-            manifest,
-            plans,
-            input: Vec::new(),
-        })
+        Ok(Self { manifest, plans })
     }
 
     fn plan(
@@ -362,23 +374,33 @@ impl TractScorer {
     }
 
     fn run_batch(&mut self, rows: &[Row], size: usize, out: &mut Vec<f32>) -> TractResult<()> {
-        self.input.clear();
-        for r in rows {
-            self.input.extend_from_slice(&r.0);
-        }
-        self.input.resize(size * features::COUNT, 0.0);
-        let tensor = Tensor::from_shape(&[size, features::COUNT], &self.input)?;
-        let Some((_, state)) = self.plans.iter_mut().find(|(s, _)| *s == size) else {
+        let Some(plan) = self.plans.iter_mut().find(|p| p.size == size) else {
             return Err(tract_onnx::tract_core::internal::anyhow!(
                 "no plan for a batch of {size}"
             ));
         };
-        let result = state.run(tvec!(tensor.into_tvalue()))?;
-        let view = result[0].to_plain_array_view::<f32>()?;
-        anyhow_ensure(view.len() == size, || {
-            format!("{} outputs for a batch of {size}", view.len())
+        if Arc::get_mut(&mut plan.input).is_none() {
+            // tract kept the last input (it never has): start a new one.
+            plan.input = Arc::new(Tensor::zero::<f32>(&[size, features::COUNT])?);
+        }
+        let Some(input) = Arc::get_mut(&mut plan.input) else {
+            return Err(tract_onnx::tract_core::internal::anyhow!(
+                "input tensor still shared"
+            ));
+        };
+        let mut view = input.try_as_plain_ram_mut()?;
+        let buffer = view.as_slice_mut::<f32>()?;
+        let (filled, padding) = buffer.split_at_mut(rows.len() * features::COUNT);
+        for (to, row) in filled.chunks_exact_mut(features::COUNT).zip(rows) {
+            to.copy_from_slice(&row.0);
+        }
+        padding.fill(0.0);
+        let result = plan.state.run(tvec!(plan.input.clone().into_tvalue()))?;
+        let scores = result[0].try_as_plain_ram()?.as_slice::<f32>()?;
+        anyhow_ensure(scores.len() == size, || {
+            format!("{} outputs for a batch of {size}", scores.len())
         })?;
-        out.extend(view.iter().take(rows.len()).copied());
+        out.extend_from_slice(&scores[..rows.len()]);
         Ok(())
     }
 }
