@@ -127,6 +127,26 @@ pub struct Status {
     pub host: HostExtra,
     /// The guarded node's metrics endpoint, when one is configured.
     pub guarded: Option<GuardedStatus>,
+    /// Model scoring since start.
+    pub detection: DetectionStatus,
+}
+
+/// What the sentinel's model scored since it started.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DetectionStatus {
+    /// SHA-256 of the model scoring; none when detection is off.
+    pub model: Option<String>,
+    /// Feature rows scored.
+    pub rows_scored: u64,
+    /// Local suspicions raised.
+    pub suspicions_raised: u64,
+    /// Neighbours under local suspicion now (hex ids).
+    pub locally_suspected: Vec<String>,
+    /// The highest window score since start (0 to 1), and whom it was
+    /// about (hex id).
+    pub highest_score: f32,
+    /// The subject of [`DetectionStatus::highest_score`].
+    pub highest_subject: Option<String>,
 }
 
 /// What the sentinel knows of its guarded node's metrics endpoint.
@@ -496,6 +516,10 @@ impl Daemon {
             hook: cfg.enforce.exec_hook.clone().map(|program| {
                 Hook::start(program, Duration::from_millis(cfg.enforce.hook_timeout_ms))
             }),
+            detection: DetectionStatus {
+                model: scorer.as_ref().map(|s| s.manifest().sha256.clone()),
+                ..DetectionStatus::default()
+            },
             outside: None,
             scorer,
         };
@@ -666,6 +690,8 @@ struct Driver<'a> {
     outside: Option<BTreeMap<NodeId, Blocked>>,
     /// The detection model.
     scorer: Option<TractScorer>,
+    /// Scoring since start, for the status.
+    detection: DetectionStatus,
 }
 
 impl Driver<'_> {
@@ -840,6 +866,14 @@ impl Driver<'_> {
         self.shared.metrics.rows_scored.inc_by(rows.len() as u64);
         let pairs: Vec<(NodeId, Score)> = rows.iter().map(|r| r.0).zip(scores).collect();
         node.handle_scores(window, &pairs);
+        self.detection.rows_scored += pairs.len() as u64;
+        if let Some((id, top)) = pairs.iter().max_by_key(|p| p.1)
+            && (self.detection.highest_subject.is_none()
+                || top.as_f32() > self.detection.highest_score)
+        {
+            self.detection.highest_score = top.as_f32();
+            self.detection.highest_subject = Some(id.to_hex());
+        }
         let suspected = |id: &NodeId| node.suspicions().get(id).is_some_and(|s| s.raised);
         let stored: Vec<ScoreRow> = rows
             .iter()
@@ -1111,6 +1145,7 @@ impl Driver<'_> {
                 window,
             } => {
                 m.suspicion_raised.inc();
+                self.detection.suspicions_raised += 1;
                 warn!(peer = %subject, %score, window, "local suspicion raised by model scores");
                 let _ = self.store_tx.send(StoreOp::Incident {
                     kind: "suspicion_raised",
@@ -1253,6 +1288,15 @@ impl Driver<'_> {
             certificates_accepted: stats.certificates_accepted,
             host,
             guarded,
+            detection: DetectionStatus {
+                locally_suspected: node
+                    .suspicions()
+                    .iter()
+                    .filter(|(_, s)| s.raised)
+                    .map(|(id, _)| id.to_hex())
+                    .collect(),
+                ..self.detection.clone()
+            },
         };
         let m = &self.shared.metrics;
         m.set_gauges(&status, stats.rate_limited);

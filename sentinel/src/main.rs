@@ -95,6 +95,10 @@ enum Command {
         /// Where their directories go (default: a new temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Stop by itself after this many seconds and print what each
+        /// sentinel's model scored (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
     },
 }
 
@@ -145,7 +149,11 @@ fn main() -> ExitCode {
             Command::Status { config } => show(&config, "/v1/status").await,
             Command::Peers { config } => show(&config, "/v1/peers").await,
             Command::Export { since, out, config } => export_cmd(&config, &since, &out),
-            Command::Devnet { nodes, dir } => devnet_cmd(nodes, dir).await,
+            Command::Devnet {
+                nodes,
+                dir,
+                seconds,
+            } => devnet_cmd(nodes, dir, seconds).await,
             Command::VerifyCert { file, roster } => verify_cert(&file, &roster),
             Command::Quarantine {
                 command: QuarantineCommand::List { config },
@@ -441,7 +449,7 @@ async fn quarantine_show(config: &Path, node: &str, out: Option<&Path>) -> Resul
     Ok(())
 }
 
-async fn devnet_cmd(n: usize, dir: Option<PathBuf>) -> Result<(), String> {
+async fn devnet_cmd(n: usize, dir: Option<PathBuf>, seconds: Option<u64>) -> Result<(), String> {
     let root = match dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("sentinel-devnet-{}", std::process::id())),
@@ -489,11 +497,19 @@ async fn devnet_cmd(n: usize, dir: Option<PathBuf>) -> Result<(), String> {
         "logs: {}/node-*/sentinel.log — Ctrl-C stops all",
         root.display()
     );
-    // Print a one-line summary every 5 s until Ctrl-C.
+    // Print a one-line summary every 5 s until Ctrl-C (or the time is up).
     let mut every = tokio::time::interval(Duration::from_secs(5));
+    let deadline = async {
+        match seconds {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
     loop {
         tokio::select! {
             () = shutdown_signal() => break,
+            () = &mut deadline => break,
             _ = every.tick() => {
                 let mut line = Vec::new();
                 for node in &nodes {
@@ -510,6 +526,10 @@ async fn devnet_cmd(n: usize, dir: Option<PathBuf>) -> Result<(), String> {
                 ));
             }
         }
+    }
+    println!("detection since start (model: rows scored, suspicions raised, highest score):");
+    for (i, node) in nodes.iter().enumerate() {
+        println!("  node-{i} {}", detection_summary(node).await);
     }
     println!("stopping {} sentinels", children.len());
     for c in &children {
@@ -533,14 +553,34 @@ async fn devnet_cmd(n: usize, dir: Option<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
+async fn detection_summary(node: &devnet::DevNode) -> String {
+    let Ok(s) = node.api_json("/v1/status").await else {
+        return "no answer".into();
+    };
+    let d = &s["detection"];
+    let model = d["model"].as_str().map_or("off", |m| &m[..m.len().min(8)]);
+    format!(
+        "{} model {model}: {} rows, {} raised, highest {:.4}{}",
+        &node.id.to_string()[..6],
+        d["rows_scored"],
+        d["suspicions_raised"],
+        d["highest_score"].as_f64().unwrap_or(0.0),
+        d["locally_suspected"]
+            .as_array()
+            .filter(|v| !v.is_empty())
+            .map_or(String::new(), |v| format!(", suspecting {}", v.len()))
+    )
+}
+
 async fn summary(node: &devnet::DevNode) -> String {
     match node.api_json("/v1/status").await.ok() {
         Some(s) => format!(
-            "{} active {} heard {} signed {}",
+            "{} active {} heard {} signed {} raised {}",
             &node.id.to_string()[..6],
             s["active"].as_array().map_or(0, Vec::len),
             s["origins_heard"],
-            s["reports_signed"]
+            s["reports_signed"],
+            s["detection"]["suspicions_raised"]
         ),
         None => format!("{} starting", &node.id.to_string()[..6]),
     }

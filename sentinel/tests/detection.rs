@@ -70,6 +70,18 @@ fn sentinels_score_their_neighbours_and_export_what_they_stored() {
         .and_then(|l| l.split_whitespace().last()?.parse().ok())
         .unwrap_or(0.0);
     assert!(scored >= 2.0, "{metrics}");
+    // The status sums up the same scoring (what `devnet --seconds` prints).
+    let status = api(&rt, &nodes[0], "/v1/status").unwrap();
+    let d = &status["detection"];
+    assert!(d["rows_scored"].as_f64().unwrap() >= scored, "{d}");
+    assert_eq!(d["suspicions_raised"], 0, "{d}");
+    assert_eq!(d["locally_suspected"], serde_json::json!([]), "{d}");
+    let highest = d["highest_score"].as_f64().unwrap();
+    assert!((0.0..0.9).contains(&highest), "{d}");
+    assert!(d["highest_subject"].is_string(), "{d}");
+    let scores = api(&rt, &nodes[0], "/v1/scores").unwrap();
+    let named = scores["model"].as_str().unwrap().split(' ').nth(1);
+    assert_eq!(named, d["model"].as_str(), "{d}");
 
     // Export while it runs.
     let out = dir.path().join("export");
