@@ -10,8 +10,9 @@ dataset's `sentinel.feature_schema`.
 
 Writes, for each model, `NAME.onnx` and its manifest `NAME.json` (sha256,
 feature schema, training data hash, metrics):
-- `mlp-classifier`: StandardScaler + MLP classifier; the score is the
-  probability of the malicious class.
+- `mlp-classifier`: StandardScaler + MLP classifier (trained here with
+  input dropout, `fit_classifier`); the score is the probability of the
+  malicious class.
 - `mlp-autoencoder`: StandardScaler + MLP autoencoder trained on benign rows
   only; the score is e / (e + e0), e the mean squared reconstruction error
   in scaled space and e0 its 99.9th percentile on benign training rows, so
@@ -34,6 +35,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
+import shlex  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
 
@@ -43,20 +45,25 @@ import pyarrow.parquet as pq  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
-from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
-from sklearn.pipeline import Pipeline  # noqa: E402
+from sklearn.neural_network import MLPRegressor  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-FEATURE_SCHEMA = "sentinel-features/3"
+FEATURE_SCHEMA = "sentinel-features/4"
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OPSET = 17
 INPUT = "features"
 OUTPUT = "score"
 RAISE = 0.9
 
 
-def load(dirs):
-    """Feature matrix, labels, attack kinds and subjects of the datasets."""
-    xs, ys, kinds, subjects, names = [], [], [], [], None
+def load(dirs, intensities=False):
+    """Feature matrix, labels, attack kinds, subjects, column names of the
+    datasets, and each row's attacker intensity: with `intensities`, from
+    the `[[attackers]]` entry of the dataset's scenario file in
+    simulator/scenarios/ (1.0 for honest rows); else 1.0 throughout."""
+    import tune  # the scenario-entry matching is shared with tune.py
+
+    xs, ys, kinds, subjects, strengths, names = [], [], [], [], [], None
     for d in dirs:
         table = pq.read_table(os.path.join(d, "features.parquet"))
         meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
@@ -70,13 +77,22 @@ def load(dirs):
             sys.exit(f"{d}: feature columns differ from the first dataset's")
         frac = table.column("attack_fraction").to_numpy()
         keep = (frac == 0.0) | (frac >= 1.0)
+        kind = np.asarray(table.column("attack").to_pylist(), dtype=object)
+        subject = np.asarray(table.column("subject").to_pylist(), dtype=object)
+        entry = {}
+        if intensities:
+            scenario = os.path.join(ROOT, "simulator", "scenarios", f"{meta.get('sentinel.scenario')}.toml")
+            if not os.path.exists(scenario):
+                sys.exit(f"{d}: its scenario file {scenario} is needed for attacker intensities")
+            entry = tune.entries_of(scenario, kind, subject, frac, table.column("time_ms").to_numpy())
         xs.append(np.stack([table.column(c).to_numpy() for c in names], axis=1)[keep])
         ys.append(table.column("malicious").to_numpy(zero_copy_only=False)[keep])
-        kinds.append(np.asarray(table.column("attack").to_pylist(), dtype=object)[keep])
-        subjects.append(np.asarray(table.column("subject").to_pylist(), dtype=object)[keep])
+        kinds.append(kind[keep])
+        subjects.append(subject[keep])
+        strengths.append(np.array([float(entry[s].split("@")[1]) if s in entry else 1.0 for s in subject[keep]]))
     x = np.concatenate(xs).astype(np.float32)
     y = np.concatenate(ys).astype(bool)
-    return x, y, np.concatenate(kinds), np.concatenate(subjects), names
+    return x, y, np.concatenate(kinds), np.concatenate(subjects), names, np.concatenate(strengths)
 
 
 def data_hash(x, y):
@@ -163,7 +179,99 @@ def ignoring(scaler, ignored):
     return scaler
 
 
-def classifier(x, y, seed, ignored):
+# Input dropout of the classifier: at every training step each standardised
+# input is set to 0 (its mean, which honest rows dominate) with this
+# probability, except the --evidence columns. A network trained without it
+# leans on the one column that separates each attack kind best in training
+# (a liar's traffic mismatch, a flooder's rate-limited count) and misses an
+# attacker weaker than any it saw; with it, it has to use every column that
+# tells (the liar's RTT and all-links disagreement, the flooder's message
+# rate). Chosen on detect-tune, never detect-eval (models/training/README.md).
+INPUT_DROPOUT = 0.2
+
+
+class Fitted:
+    """A fitted ReLU MLP in the shape `layer_nodes` reads."""
+
+    activation = "relu"
+    out_activation_ = "logistic"
+
+    def __init__(self, weights, biases):
+        self.coefs_, self.intercepts_ = weights, biases
+
+    def logit(self, z):
+        for i, (w, b) in enumerate(zip(self.coefs_, self.intercepts_)):
+            z = z @ w + b
+            if i + 1 < len(self.coefs_):
+                z = np.maximum(z, 0.0)
+        return z[:, 0]
+
+
+def fit_classifier(z, t, seed, kept, dropout=INPUT_DROPOUT, hidden=(32, 16), alpha=1e-4,
+                   lr=1e-3, batch=256, max_epochs=25, patience=4):
+    """A ReLU MLP with a logistic output trained by Adam on log loss plus L2
+    (as scikit-learn's MLPClassifier, which has no input dropout), with
+    input dropout on every column but `kept`, stopped early on a 10% holdout
+    (the weights of its best epoch are kept, with the first layer scaled by
+    the dropout rule). Deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    sizes = [z.shape[1], *hidden, 1]
+    weights = [rng.normal(0.0, np.sqrt(2.0 / a), (a, b)) for a, b in zip(sizes, sizes[1:])]
+    biases = [np.zeros(b) for b in sizes[1:]]
+    params = weights + biases
+    moments = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
+    holdout = rng.random(len(t)) < 0.1
+    zt, tt, zh, th = z[~holdout], t[~holdout], z[holdout], t[holdout]
+    net = Fitted(weights, biases)
+
+    def loss(x, y):
+        logit = net.logit(x)
+        return float(np.mean(np.logaddexp(0.0, logit) - y * logit))
+
+    best, best_params, stale, step = np.inf, None, 0, 0
+    for _ in range(max_epochs):
+        order = rng.permutation(len(tt))
+        for start in range(0, len(order), batch):
+            i = order[start:start + batch]
+            mask = rng.random((len(i), z.shape[1])) >= dropout
+            mask[:, kept] = True
+            acts = [zt[i] * mask]
+            for k, (w, b) in enumerate(zip(weights, biases)):
+                a = acts[-1] @ w + b
+                acts.append(np.maximum(a, 0.0) if k + 1 < len(weights) else a)
+            grad = (1.0 / (1.0 + np.exp(-acts[-1][:, 0])) - tt[i])[:, None] / len(i)
+            grads_w, grads_b = [], []
+            for k in reversed(range(len(weights))):
+                grads_w.insert(0, acts[k].T @ grad + alpha * weights[k])
+                grads_b.insert(0, grad.sum(axis=0))
+                if k > 0:
+                    grad = (grad @ weights[k].T) * (acts[k] > 0)
+            step += 1
+            for p, g, (m, v) in zip(params, grads_w + grads_b, moments):
+                m *= 0.9
+                m += 0.1 * g
+                v *= 0.999
+                v += 0.001 * g * g
+                p -= lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
+        held = loss(zh, th)
+        if held < best - 1e-5:
+            best, best_params, stale = held, [p.copy() for p in params], 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    for p, q in zip(params, best_params):
+        p[...] = q
+    # The dropout rule at inference: every input is present, so each one
+    # that training dropped counts at its expected share (1 - dropout).
+    # Without it the scores of unusual but honest rows run high.
+    scale = np.full(z.shape[1], 1.0 - dropout)
+    scale[kept] = 1.0
+    weights[0] *= scale[:, None]
+    return net
+
+
+def classifier(x, y, seed, ignored, kept, dropout=INPUT_DROPOUT):
     # Oversample malicious rows so both classes weigh alike.
     rng = np.random.default_rng(seed)
     pos = np.flatnonzero(y)
@@ -172,15 +280,12 @@ def classifier(x, y, seed, ignored):
     idx = np.concatenate([neg, np.repeat(pos, reps)])
     rng.shuffle(idx)
     scaler = ignoring(StandardScaler().fit(x), ignored)
-    mlp = MLPClassifier(hidden_layer_sizes=(32, 16), alpha=1e-4, max_iter=60,
-                        early_stopping=True, random_state=seed)
-    mlp.fit(scaler.transform(x[idx]), y[idx])
-    pipe = Pipeline([("scale", scaler), ("mlp", mlp)])
+    mlp = fit_classifier(scaler.transform(x[idx]), y[idx].astype(np.float64), seed, kept, dropout)
     weights, biases = folded(scaler, mlp.coefs_, mlp.intercepts_)
     nodes, inits, logit = layer_nodes(mlp, weights, biases, "c", INPUT)
     nodes.append(helper.make_node("Sigmoid", [logit], [OUTPUT]))
     model = make_model("mlp-classifier", nodes, inits, x.shape[1])
-    return model, lambda v: pipe.predict_proba(v)[:, 1]
+    return model, lambda v: 1.0 / (1.0 + np.exp(-mlp.logit(scaler.transform(v))))
 
 
 def autoencoder(x, y, seed, ignored):
@@ -247,13 +352,26 @@ def main():
         "RTT: it says where a node is, not how it behaves, and a model that learns the "
         "simulator's RTTs flags every node of a LAN or a loopback devnet)",
     )
+    ap.add_argument(
+        "--input-dropout",
+        type=float,
+        default=INPUT_DROPOUT,
+        help=f"the classifier's input dropout (default {INPUT_DROPOUT}; 0 for the extrapolation check)",
+    )
+    ap.add_argument(
+        "--leave-out-below",
+        type=float,
+        default=0.0,
+        help="leave out attackers whose scenario entry's intensity is below this (the extrapolation "
+        "check in models/training/README.md: train on strong attackers, score weak ones)",
+    )
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
     os.makedirs(args.out, exist_ok=True)
-    x, y, kinds, subjects, names = load(args.datasets)
+    x, y, kinds, subjects, names, strength = load(args.datasets, intensities=args.leave_out_below > 0)
     excluded = sorted(k for k in args.exclude_kinds.split(",") if k)
-    keep = ~np.isin(kinds, excluded)
+    keep = ~np.isin(kinds, excluded) & ~(y & (strength < args.leave_out_below))
     x, y, kinds, subjects = x[keep], y[keep], kinds[keep], subjects[keep]
     val = validation_mask(subjects)
     print(f"rows {len(y)} ({int(y.sum())} malicious), validation {int(val.sum())}; kinds {sorted(set(kinds[y]))}")
@@ -269,8 +387,12 @@ def main():
         print(f"{kind}: {int((silent & ~val).sum())} training rows without {rule} left out")
     ignored_columns = [c for c in args.ignore_columns.split(",") if c]
     ignored = [names.index(c) for c in ignored_columns]
-    for build in (classifier, autoencoder):
-        model, predict = build(x[train], y[train], args.seed, ignored)
+    kept = sorted({names.index(rule.partition(">=")[0]) for rule in evidence.values()})
+    built = (
+        classifier(x[train], y[train], args.seed, ignored, kept, args.input_dropout),
+        autoencoder(x[train], y[train], args.seed, ignored),
+    )
+    for model, predict in built:
         name = model.graph.name
         m = metrics(np.asarray(predict(x[val])), y[val], kinds[val])
         path = os.path.join(args.out, f"{name}.onnx")
@@ -296,7 +418,9 @@ def main():
                 "excluded_kinds": excluded,
                 "evidence": evidence,
                 "ignored_columns": ignored_columns,
-                "command": "python3 models/training/train.py " + " ".join(args.datasets) + f" --out {args.out}",
+                "input_dropout": args.input_dropout if name == "mlp-classifier" else 0.0,
+                "left_out_below_intensity": args.leave_out_below,
+                "command": "python3 models/training/train.py " + shlex.join(sys.argv[1:]),
                 "opset": OPSET,
             },
             "metrics": {"validation": m},

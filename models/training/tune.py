@@ -1,20 +1,26 @@
 #!/usr/bin/env python3
 """Compare candidate detectors on a model-selection dataset.
 
-    python3 models/training/tune.py DATASET_DIR MODEL.onnx [MODEL.onnx ...]
+    python3 models/training/tune.py DATASET_DIR MODEL.onnx [MODEL.onnx ...] \
+        [--scenario simulator/scenarios/detect-tune.toml]
 
 DATASET_DIR comes from `sentinel-sim run simulator/scenarios/detect-tune.toml
 --dataset DIR` (never from detect-eval, which stays held out). For each
 model, over rows whose observer is honest, after the 60 s warm-up, prints
 one JSON line: honest rows scored at or above the raise threshold, row
-recall per attack kind, and the local suspicions the protocol's hysteresis
-(`protocol/src/suspicion.rs`: raise after `--raise-after` windows >= 0.9,
-clear after 3 windows < 0.5) would raise against honest subjects and
-against attackers.
+recall per attack kind, window recall per attack kind (a malicious
+(subject, window) counts as caught when an honest observer scored it at or
+above the threshold, as the simulator's report counts it), and the local
+suspicions the protocol's hysteresis (`protocol/src/suspicion.rs`: raise
+after `--raise-after` windows >= 0.9, clear after 3 windows < 0.5) would
+raise against honest subjects and against attackers. With `--scenario`,
+window recall is also given per `[[attackers]]` entry (`kind@intensity`),
+each attacker matched to its entry by kind and start time.
 """
 
 import argparse
 import json
+import tomllib
 
 import numpy as np
 import onnxruntime as ort
@@ -46,14 +52,43 @@ def raises(order, score, observer, subject, honest_observer, benign, raise_after
     return false, true
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("dataset")
-    ap.add_argument("models", nargs="+")
-    ap.add_argument("--raise-after", type=int, default=2)
-    args = ap.parse_args()
+def entries_of(scenario, kind, subject, fraction, time_ms):
+    """Subject -> "kind@intensity" of its `[[attackers]]` entry: the entry of
+    its kind with the latest start at or before its first attacked row."""
+    with open(scenario, "rb") as f:
+        attackers = tomllib.load(f).get("attackers", [])
+    first = {}
+    for i in np.flatnonzero(fraction > 0):
+        s = subject[i]
+        first[s] = min(first.get(s, time_ms[i]), time_ms[i])
+    out = {}
+    for s, t in first.items():
+        k = kind[np.flatnonzero(subject == s)[0]]
+        starts = [a for a in attackers if a["kind"] == k and a["start_s"] * 1000 <= t]
+        if starts:
+            a = max(starts, key=lambda a: a["start_s"])
+            out[s] = f"{k}@{a.get('intensity', 1.0)}"
+    return out
 
-    table = pq.read_table(f"{args.dataset}/features.parquet")
+
+def window_recall(rows, high, subject, window, label):
+    """Share of malicious (subject, window) pairs among `rows` with at least
+    one high row, by `label(subject)`."""
+    caught = {}
+    for i in rows:
+        key = (subject[i], window[i])
+        caught[key] = caught.get(key, False) or bool(high[i])
+    total, hit = {}, {}
+    for (s, _), c in caught.items():
+        g = label(s)
+        total[g] = total.get(g, 0) + 1
+        hit[g] = hit.get(g, 0) + int(c)
+    return {g: round(hit[g] / total[g], 4) for g in sorted(total)}
+
+
+def evaluate(dataset, models, scenario=None, raise_after=2, window_ms=5_000):
+    """One result dict per model path (what `main` prints)."""
+    table = pq.read_table(f"{dataset}/features.parquet")
     cols = table.column_names
     names = cols[cols.index("subject") + 1 : cols.index("malicious")]
     x = np.stack([table.column(c).to_numpy() for c in names], axis=1).astype(np.float32)
@@ -63,13 +98,19 @@ def main():
     observer = np.asarray(table.column("observer").to_pylist(), dtype=object)
     subject = np.asarray(table.column("subject").to_pylist(), dtype=object)
     time_ms = table.column("time_ms").to_numpy()
+    # Windows as the simulator's report buckets them: simulated time over
+    # the report interval (5 s by default).
+    window = time_ms // window_ms
     attackers = set(subject[kind != "none"])
     honest_observer = np.array([o not in attackers for o in observer])
     counted = honest_observer & (time_ms >= WARMUP_MS)
     benign = (kind == "none") & (fraction == 0) & (time_ms >= WARMUP_MS)
     order = np.lexsort((time_ms, subject, observer))
+    attacked = np.flatnonzero(counted & malicious)
+    kind_of = dict(zip(subject[attacked], kind[attacked]))
+    entry_of = entries_of(scenario, kind, subject, fraction, time_ms) if scenario else None
 
-    for path in args.models:
+    for path in models:
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         feed = session.get_inputs()[0].name
         score = np.concatenate(
@@ -85,9 +126,26 @@ def main():
                 for k in sorted(set(kind[malicious]))
             },
         }
+        out["window_recall_by_kind"] = window_recall(attacked, high, subject, window, kind_of.get)
+        if entry_of is not None:
+            out["window_recall_by_entry"] = window_recall(
+                attacked, high, subject, window, lambda s: entry_of.get(s, kind_of[s])
+            )
         out["false_raises"], out["true_raises"] = raises(
-            order, score, observer, subject, honest_observer, benign, args.raise_after
+            order, score, observer, subject, honest_observer, benign, raise_after
         )
+        yield out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dataset")
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--raise-after", type=int, default=2)
+    ap.add_argument("--scenario", help="the scenario file, for window recall per attacker entry")
+    ap.add_argument("--window-ms", type=int, default=5_000, help="the scenario's report interval")
+    args = ap.parse_args()
+    for out in evaluate(args.dataset, args.models, args.scenario, args.raise_after, args.window_ms):
         print(json.dumps(out))
 
 

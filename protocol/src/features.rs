@@ -31,9 +31,9 @@ use crate::telemetry::{LinkSample, Observation, Report};
 
 /// Name and version of the feature schema. A model's manifest names the
 /// schema it was trained on; a scorer refuses rows of another.
-pub const SCHEMA: &str = "sentinel-features/3";
-/// The schema's version number (the `/3` of [`SCHEMA`]).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA: &str = "sentinel-features/4";
+/// The schema's version number (the `/4` of [`SCHEMA`]).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The columns, in order. `FEATURES.md` documents each.
 pub const NAMES: [&str; COUNT] = [

@@ -413,7 +413,15 @@ impl Gossip {
                     return found.ok();
                 }
             }
+            let replayed = from == origin && held.is_some_and(|s| position < s.position());
             self.delivered(from, origin, position);
+            if replayed {
+                // The signer itself re-sent a report older than one held:
+                // its own stream leaves it in order, so this is a replay
+                // (what a replay window refuses), not gossip redundancy.
+                invalid(ctx);
+                return None;
+            }
             let link = ctx.link(from);
             link.cur.duplicates = link.cur.duplicates.saturating_add(1);
             ctx.stats().duplicates += 1;

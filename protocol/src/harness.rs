@@ -637,6 +637,41 @@ mod tests {
         assert!(after > 10);
     }
 
+    /// A neighbour that sends its own old report again is replaying (its
+    /// stream leaves it in order): counted invalid. The same old report
+    /// relayed by someone else, or the current one sent twice, is gossip
+    /// redundancy: a duplicate.
+    #[test]
+    fn a_signer_resending_its_own_old_report_is_counted_invalid_not_duplicate() {
+        let mut h = Harness::modelled(10, 11);
+        h.boot_all(200);
+        h.run_until(T0 + 20_000);
+        let observer = 0;
+        let signer = h.active(observer)[0];
+        let other = h.active(observer)[1];
+        let origin = h.ids[signer];
+        let old = Message::Report(h.node(observer).report(&origin).unwrap()).encode();
+        // Two report intervals later the observer holds a newer one.
+        h.run_until(T0 + 31_000);
+        let held = h.node(observer).report(&origin).unwrap().to_vec();
+        assert_ne!(Message::Report(&held).encode(), old);
+        let counts = |h: &Harness<ModelledCrypto>| {
+            let s = h.node(observer).stats();
+            (s.invalid, s.duplicates)
+        };
+        let (invalid, duplicates) = counts(&h);
+        let arrived = |h: &Harness<ModelledCrypto>| h.now + h.latency_ms + 1;
+        h.inject(origin, observer, &old);
+        h.run_until(arrived(&h));
+        assert_eq!(counts(&h), (invalid + 1, duplicates));
+        h.inject(h.ids[other], observer, &old);
+        h.inject(origin, observer, &Message::Report(&held).encode());
+        h.run_until(arrived(&h));
+        let (i, d) = counts(&h);
+        assert_eq!(i, invalid + 1);
+        assert!(d >= duplicates + 2, "{d} vs {duplicates}");
+    }
+
     #[test]
     fn real_signatures_flow_end_to_end() {
         let mut h = Harness::real(8, 8);

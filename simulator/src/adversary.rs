@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `flooder` | pings each neighbour at `60 × intensity` per second | messages in, rate limiting |
 //! | `forger` | sends `4 × intensity` reports a second per neighbour with a broken signature | invalid frames |
-//! | `replayer` | re-sends `4 × intensity` of its old reports a second per neighbour | duplicates |
+//! | `replayer` | re-sends `4 × intensity` of its own reports at least 20 s old (kept from boot) a second per neighbour | invalid frames (a replay) |
 //! | `liar` | signs reports claiming `1 + 4 × intensity` times the traffic it had, half the RTT | claims against the other ends |
 //! | `framer` | reports a victim (shared by its entry's framers) sending `10 × intensity` invalid frames a second and missing probes | must *not* move the victim |
 //! | `freerider` | relays no one's reports and answers no pulls | reciprocity |

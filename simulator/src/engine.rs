@@ -836,10 +836,12 @@ impl Sim {
         let now = self.now;
         let attack = self.slots[i].attack.as_ref()?;
         let strength = attack.strength(now);
-        if strength <= 0.0 {
+        let kind = attack.kind;
+        // A replayer keeps its own reports from boot on (as anyone can
+        // record their own traffic), so its replays begin with its attack.
+        if strength <= 0.0 && kind != AttackKind::Replayer {
             return Some(bytes);
         }
-        let kind = attack.kind;
         let Ok(Message::Report(frame)) = Message::decode(&bytes) else {
             return Some(bytes);
         };

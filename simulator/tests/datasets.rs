@@ -74,7 +74,7 @@ fn a_simulated_dataset_reads_in_pyarrow_polars_and_duckdb_with_labels_that_follo
         let m = &r["metadata"];
         assert_eq!(m["sentinel.seed"], "3", "{r}");
         assert_eq!(m["sentinel.scenario"], "detect-smoke");
-        assert_eq!(m["sentinel.feature_schema"], "sentinel-features/3");
+        assert_eq!(m["sentinel.feature_schema"], "sentinel-features/4");
         assert_eq!(m["sentinel.dataset_schema"], "sentinel-datasets/1");
         assert_eq!(
             m["sentinel.scenario_sha256"].as_str().map(str::len),
