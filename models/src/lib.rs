@@ -379,16 +379,8 @@ impl TractScorer {
                 "no plan for a batch of {size}"
             ));
         };
-        if Arc::get_mut(&mut plan.input).is_none() {
-            // tract kept the last input (it never has): start a new one.
-            plan.input = Arc::new(Tensor::zero::<f32>(&[size, features::COUNT])?);
-        }
-        let Some(input) = Arc::get_mut(&mut plan.input) else {
-            return Err(tract_onnx::tract_core::internal::anyhow!(
-                "input tensor still shared"
-            ));
-        };
-        let mut view = input.try_as_plain_ram_mut()?;
+        // Copies only if tract still held the last input (it never has).
+        let mut view = Arc::make_mut(&mut plan.input).try_as_plain_ram_mut()?;
         let buffer = view.as_slice_mut::<f32>()?;
         let (filled, padding) = buffer.split_at_mut(rows.len() * features::COUNT);
         for (to, row) in filled.chunks_exact_mut(features::COUNT).zip(rows) {

@@ -142,10 +142,9 @@ pub struct DetectionStatus {
     pub suspicions_raised: u64,
     /// Neighbours under local suspicion now (hex ids).
     pub locally_suspected: Vec<String>,
-    /// The highest window score since start (0 to 1), and whom it was
-    /// about (hex id).
+    /// The highest window score since start (0 to 1).
     pub highest_score: f32,
-    /// The subject of [`DetectionStatus::highest_score`].
+    /// Whom that score was about (hex id).
     pub highest_subject: Option<String>,
 }
 
