@@ -62,11 +62,21 @@ pub enum Kind {
     /// A signature over a connection's TLS exporter value (see
     /// [`crate::link`]).
     LinkAuth,
+    /// An accusation put to a committee (see [`crate::quorum`]).
+    Accusation,
+    /// A committee member's vote on an accusation.
+    Vote,
 }
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 3] = [Kind::Telemetry, Kind::Batch, Kind::LinkAuth];
+    pub const ALL: [Kind; 5] = [
+        Kind::Telemetry,
+        Kind::Batch,
+        Kind::LinkAuth,
+        Kind::Accusation,
+        Kind::Vote,
+    ];
 
     /// The kind's wire byte.
     #[must_use]
@@ -75,6 +85,8 @@ impl Kind {
             Kind::Telemetry => 1,
             Kind::Batch => 2,
             Kind::LinkAuth => 3,
+            Kind::Accusation => 4,
+            Kind::Vote => 5,
         }
     }
 
@@ -87,6 +99,8 @@ impl Kind {
             1 => Ok(Kind::Telemetry),
             2 => Ok(Kind::Batch),
             3 => Ok(Kind::LinkAuth),
+            4 => Ok(Kind::Accusation),
+            5 => Ok(Kind::Vote),
             other => Err(InvalidMessage::UnknownKind(other)),
         }
     }
@@ -99,6 +113,8 @@ impl Kind {
             Kind::Telemetry => MAX_PAYLOAD_LEN,
             Kind::Batch => crate::batch::BatchRoot::LEN,
             Kind::LinkAuth => 2 + crate::link::EXPORTER_LEN,
+            Kind::Accusation => crate::quorum::MAX_ACCUSATION_LEN,
+            Kind::Vote => crate::quorum::VOTE_LEN,
         }
     }
 }

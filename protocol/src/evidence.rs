@@ -17,13 +17,13 @@
 //! count only as local signals against the link's peer (see
 //! [`crate::node`]), never against the sender they name.
 //!
-//! **Certificates.** A [`Certificate`] names the subject, the reason (for now
-//! always evidence; voted certificates come later), the epoch of the fault and
-//! the quarantine's time to live. It carries no signature of its own: the
-//! evidence is signed by the subject, and every other field is checked
-//! against it or against the verifier's [`QuarantinePolicy`], so a relay that
-//! alters a certificate makes it fail. Anyone can check one offline with
-//! [`Certificate::verify`] and the roster.
+//! **Certificates.** A [`Certificate`] names the subject, the reason
+//! (evidence, or a committee's votes: [`crate::quorum`]), the epoch of the
+//! fault and the quarantine's time to live. It carries no signature of its
+//! own: the evidence is signed by the subject (the votes by their voters),
+//! and every other field is checked against it or against the verifier's
+//! [`QuarantinePolicy`], so a relay that alters a certificate makes it fail.
+//! Anyone can check one offline with [`Certificate::verify`] and the roster.
 //!
 //! **Quarantine.** [`Quarantine`] holds the certificates a node has verified.
 //! A quarantine lasts `ttl_ms` from when this node first held it. At most
@@ -39,6 +39,7 @@ use crate::crypto::Crypto;
 use crate::envelope::{self, Kind, MAX_FRAME_LEN, Verified};
 use crate::error::{Error, InvalidMessage};
 use crate::identity::NodeId;
+use crate::quorum::{MAX_VOTES_LEN, Votes};
 use crate::roster::Roster;
 
 /// Version of the fault list and the evidence format.
@@ -47,8 +48,18 @@ pub const FAULTS_VERSION: u8 = 1;
 pub const CERTIFICATE_VERSION: u8 = 1;
 /// Largest encoded evidence: two frames and their framing.
 pub const MAX_EVIDENCE_LEN: usize = 2 + 2 * (4 + MAX_FRAME_LEN);
-/// Largest encoded certificate.
-pub const MAX_CERTIFICATE_LEN: usize = 1 + 32 + 8 + 8 + 1 + 4 + MAX_EVIDENCE_LEN;
+/// Largest encoded certificate (a voted one; evidence is smaller).
+pub const MAX_CERTIFICATE_LEN: usize = 1
+    + 32
+    + 8
+    + 8
+    + 1
+    + 4
+    + if MAX_VOTES_LEN > MAX_EVIDENCE_LEN {
+        MAX_VOTES_LEN
+    } else {
+        MAX_EVIDENCE_LEN
+    };
 /// How many times one quarantine's certificate may be replaced by a
 /// preceding one (see [`Certificate::precedes`]). Bounds the floods a
 /// subject can cause by releasing certificates against itself in
@@ -61,17 +72,22 @@ pub const MAX_REPLACEMENTS: u8 = 8;
 pub enum Fault {
     /// Two different contents signed under one (epoch, sequence).
     Equivocation,
+    /// Not self-proving: a committee voted that the subject's scored
+    /// behaviour over one window warrants quarantine ([`crate::quorum`]).
+    /// The position is that of the subject's accused report.
+    Voted,
 }
 
 impl Fault {
     /// Every fault, in wire order.
-    pub const ALL: [Fault; 1] = [Fault::Equivocation];
+    pub const ALL: [Fault; 2] = [Fault::Equivocation, Fault::Voted];
 
     /// The wire byte.
     #[must_use]
     pub const fn to_u8(self) -> u8 {
         match self {
             Fault::Equivocation => 1,
+            Fault::Voted => 2,
         }
     }
 
@@ -82,6 +98,7 @@ impl Fault {
     pub const fn from_u8(b: u8) -> Result<Self, InvalidMessage> {
         match b {
             1 => Ok(Fault::Equivocation),
+            2 => Ok(Fault::Voted),
             _ => Err(InvalidMessage::InvalidField {
                 field: "fault",
                 reason: "not on the fault list",
@@ -94,13 +111,17 @@ impl Fault {
     pub const fn name(self) -> &'static str {
         match self {
             Fault::Equivocation => "equivocation",
+            Fault::Voted => "voted",
         }
     }
 }
 
 /// Kinds whose (epoch, sequence) come from the sender's numbered stream.
 const fn numbered(kind: Kind) -> bool {
-    matches!(kind, Kind::Telemetry | Kind::Batch)
+    matches!(
+        kind,
+        Kind::Telemetry | Kind::Batch | Kind::Accusation | Kind::Vote
+    )
 }
 
 fn not_proven(reason: &'static str) -> Error {
@@ -259,6 +280,7 @@ impl Evidence {
                     sequence: ha.stamp.sequence,
                 })
             }
+            Fault::Voted => Err(not_proven("a vote is not self-proving evidence")),
         }
     }
 }
@@ -282,6 +304,12 @@ impl Codec for Evidence {
             return Err(InvalidMessage::UnsupportedVersion(version));
         }
         let fault = Fault::from_u8(r.u8()?)?;
+        if fault == Fault::Voted {
+            return Err(InvalidMessage::InvalidField {
+                field: "evidence.fault",
+                reason: "not self-proving",
+            });
+        }
         let a = r.bytes_u32("evidence frame", MAX_FRAME_LEN)?.to_vec();
         let b = r.bytes_u32("evidence frame", MAX_FRAME_LEN)?.to_vec();
         Ok(Self {
@@ -297,12 +325,15 @@ impl Codec for Evidence {
 pub enum Reason {
     /// Signed messages that prove a fault.
     Evidence(Evidence),
+    /// A committee's signed yes votes on a signed accusation.
+    Votes(Votes),
 }
 
 impl Reason {
     const fn tag(&self) -> u8 {
         match self {
             Reason::Evidence(_) => 1,
+            Reason::Votes(_) => 2,
         }
     }
 }
@@ -313,15 +344,37 @@ impl Reason {
 pub struct QuarantinePolicy {
     /// How long an evidence quarantine lasts, ms.
     pub evidence_ttl_ms: u64,
+    /// How long a voted quarantine lasts, ms.
+    pub voted_ttl_ms: u64,
     /// Most of the roster's weight quarantined at once, per mille.
     pub max_quarantined_permille: u16,
+    /// Length of a committee epoch, ms: a subject's committee changes at
+    /// each multiple of it (see [`crate::quorum::Committee::of`]).
+    pub committee_epoch_ms: u64,
+    /// SHA-256 of the pinned model: accusations must name it. All zeros
+    /// (the default) pins none, and no voted certificate verifies.
+    pub model: [u8; 32],
 }
 
 impl Default for QuarantinePolicy {
     fn default() -> Self {
         Self {
             evidence_ttl_ms: 24 * 3_600_000,
+            voted_ttl_ms: 3_600_000,
             max_quarantined_permille: 300,
+            committee_epoch_ms: 3_600_000,
+            model: [0; 32],
+        }
+    }
+}
+
+impl QuarantinePolicy {
+    /// The time to live a certificate for `fault` must name.
+    #[must_use]
+    pub fn ttl_ms(&self, fault: Fault) -> u64 {
+        match fault {
+            Fault::Equivocation => self.evidence_ttl_ms,
+            Fault::Voted => self.voted_ttl_ms,
         }
     }
 }
@@ -409,6 +462,16 @@ impl Certificate {
         }
     }
 
+    /// The certificate for votes already verified to prove `proven`.
+    pub(crate) fn certify_votes(policy: &QuarantinePolicy, votes: Votes, proven: &Proven) -> Self {
+        Self {
+            subject: proven.subject,
+            epoch: proven.epoch,
+            ttl_ms: policy.voted_ttl_ms,
+            reason: Reason::Votes(votes),
+        }
+    }
+
     /// Checks the certificate against the roster and policy.
     ///
     /// # Errors
@@ -431,8 +494,10 @@ impl Certificate {
         policy: &QuarantinePolicy,
         open: &mut impl Open,
     ) -> Result<Proven, CertificateError> {
-        let Reason::Evidence(evidence) = &self.reason;
-        let proven = evidence.verify_by(roster, open)?;
+        let proven = match &self.reason {
+            Reason::Evidence(evidence) => evidence.verify_by(roster, open)?,
+            Reason::Votes(votes) => votes.verify_by(roster, policy, open)?.1,
+        };
         if proven.subject != self.subject {
             return Err(CertificateError::WrongSubject {
                 named: self.subject,
@@ -445,10 +510,10 @@ impl Certificate {
                 proven: proven.epoch,
             });
         }
-        if self.ttl_ms != policy.evidence_ttl_ms {
+        if self.ttl_ms != policy.ttl_ms(proven.fault) {
             return Err(CertificateError::WrongTtl {
                 named: self.ttl_ms,
-                policy: policy.evidence_ttl_ms,
+                policy: policy.ttl_ms(proven.fault),
             });
         }
         Ok(proven)
@@ -468,10 +533,40 @@ impl Certificate {
         self.order_key() < other.order_key()
     }
 
-    fn order_key(&self) -> (u64, u64, [&[u8]; 2]) {
-        let Reason::Evidence(e) = &self.reason;
-        let sequence = envelope::peek_header(&e.frames[0]).map_or(u64::MAX, |h| h.stamp.sequence);
-        (self.epoch, sequence, e.frames())
+    fn order_key(&self) -> (u64, u64, u8, [&[u8]; 2]) {
+        match &self.reason {
+            Reason::Evidence(e) => {
+                let sequence =
+                    envelope::peek_header(&e.frames[0]).map_or(u64::MAX, |h| h.stamp.sequence);
+                (self.epoch, sequence, 1, e.frames())
+            }
+            Reason::Votes(v) => {
+                let sequence = self.voted_position().map_or(u64::MAX, |p| p.1);
+                let first = v.votes().first().map_or(&[][..], Vec::as_slice);
+                (self.epoch, sequence, 2, [v.accusation(), first])
+            }
+        }
+    }
+
+    /// The (epoch, sequence) of the fault, read from the unverified
+    /// frames (verify before acting).
+    #[must_use]
+    pub fn position(&self) -> Option<(u64, u64)> {
+        match &self.reason {
+            Reason::Evidence(e) => envelope::peek_header(&e.frames[0])
+                .ok()
+                .map(|h| (h.stamp.epoch, h.stamp.sequence)),
+            Reason::Votes(_) => self.voted_position(),
+        }
+    }
+
+    fn voted_position(&self) -> Option<(u64, u64)> {
+        let Reason::Votes(v) = &self.reason else {
+            return None;
+        };
+        let (_, payload) = envelope::verified_parts(v.accusation()).ok()?;
+        let a = crate::quorum::Accusation::decode_exact(payload).ok()?;
+        a.subject_report().map(|r| r.position)
     }
 }
 
@@ -484,8 +579,10 @@ impl Codec for Certificate {
         out.extend_from_slice(&self.epoch.to_be_bytes());
         out.extend_from_slice(&self.ttl_ms.to_be_bytes());
         out.push(self.reason.tag());
-        let Reason::Evidence(e) = &self.reason;
-        let body = e.to_bytes();
+        let body = match &self.reason {
+            Reason::Evidence(e) => e.to_bytes(),
+            Reason::Votes(v) => v.to_bytes(),
+        };
         out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
         out.extend_from_slice(&body);
     }
@@ -501,6 +598,9 @@ impl Codec for Certificate {
         let reason = match r.u8()? {
             1 => Reason::Evidence(Evidence::decode_exact(
                 r.bytes_u32("certificate evidence", MAX_EVIDENCE_LEN)?,
+            )?),
+            2 => Reason::Votes(Votes::decode_exact(
+                r.bytes_u32("certificate votes", MAX_VOTES_LEN)?,
             )?),
             _ => {
                 return Err(InvalidMessage::InvalidField {
@@ -622,10 +722,8 @@ impl Quarantine {
         {
             return (!e.replaceable_by(certificate)).then_some(Admitted::Known);
         }
-        let Reason::Evidence(evidence) = &certificate.reason;
-        let stamp = envelope::peek_header(&evidence.frames[0]).ok()?.stamp;
-        (self.ended.get(&certificate.subject) == Some(&(stamp.epoch, stamp.sequence)))
-            .then_some(Admitted::Expired)
+        let position = certificate.position()?;
+        (self.ended.get(&certificate.subject) == Some(&position)).then_some(Admitted::Expired)
     }
 
     /// Whether a certificate about `subject` proving a fault at `position`,
@@ -1040,6 +1138,7 @@ mod tests {
         let policy = QuarantinePolicy {
             evidence_ttl_ms: 1_000,
             max_quarantined_permille: 250,
+            ..QuarantinePolicy::default()
         };
         let mut q = Quarantine::new();
         let certs: Vec<Certificate> = ids[..4]

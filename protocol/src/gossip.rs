@@ -184,6 +184,12 @@ impl Gossip {
         self.store.get(origin).map(|s| &s.message[1..])
     }
 
+    /// The latest report from `origin` as its link message (tag byte and
+    /// frame), shared.
+    pub(crate) fn message(&self, origin: &NodeId) -> Option<Arc<[u8]>> {
+        self.store.get(origin).map(|s| s.message.clone())
+    }
+
     /// Origins whose latest report observes `subject`.
     pub(crate) fn observers_of<'a>(
         &'a self,

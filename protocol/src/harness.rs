@@ -10,9 +10,12 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
+use crate::codec::Codec;
 use crate::crypto::{Crypto, ModelledCrypto, RealCrypto};
+use crate::envelope;
+use crate::features::{Row, Score};
 use crate::identity::{Identity, NodeId, SEED_LEN};
-use crate::message::Class;
+use crate::message::{Class, Message};
 use crate::node::{Config, DownReason, Event, Node};
 use crate::rng::Rng;
 use crate::roster::Roster;
@@ -20,6 +23,24 @@ use crate::roster::Roster;
 pub(crate) const T0: u64 = 1_700_000_000_000;
 
 type Delivery = (u64, u64, usize, NodeId, Arc<[u8]>);
+
+/// How a node's host scores a feature row of `subject` (the harness's
+/// stand-in for a model: protocol tests need a rule, not tract).
+pub(crate) type Scorer = std::rc::Rc<dyn Fn(&NodeId, &Row) -> Score>;
+
+/// What a Byzantine node's host does besides running its real `Node`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Byzantine {
+    /// Signs reports that say this node sent it invalid and malformed
+    /// messages (a framer running modified code).
+    pub(crate) lie_about: Option<NodeId>,
+    /// Drops every accusation, vote, evidence report and certificate it
+    /// would send.
+    pub(crate) withhold: bool,
+    /// Sends each vote twice under one (epoch, sequence): as made, and as a
+    /// yes.
+    pub(crate) equivocate_votes: bool,
+}
 
 pub(crate) struct Harness<C: Crypto> {
     pub(crate) ids: Vec<NodeId>,
@@ -40,6 +61,10 @@ pub(crate) struct Harness<C: Crypto> {
     /// Per node: drop every report it relays (a free-rider), keeping its
     /// own.
     pub(crate) drop_relays: Vec<bool>,
+    /// Per node: how its host scores rows (none: it answers no requests).
+    pub(crate) scorers: Vec<Option<Scorer>>,
+    /// Per node: Byzantine behaviour of its host.
+    pub(crate) byzantine: Vec<Byzantine>,
     rng: Rng,
     pub(crate) cfg: Config,
     pub(crate) log: Vec<(u64, usize, Event)>,
@@ -96,6 +121,8 @@ impl<C: Crypto> Harness<C> {
             stall_ms: vec![0; n],
             loss: 0.0,
             drop_relays: vec![false; n],
+            scorers: (0..n).map(|_| None).collect(),
+            byzantine: vec![Byzantine::default(); n],
             rng: Rng::from_seed(seed),
             cfg: Config::default(),
             log: Vec::new(),
@@ -116,6 +143,7 @@ impl<C: Crypto> Harness<C> {
             self.now,
         )
         .unwrap();
+        node.lie_about = self.byzantine[i].lie_about;
         node.join(self.now);
         self.nodes[i] = Some(node);
         self.flush(i);
@@ -159,30 +187,116 @@ impl<C: Crypto> Harness<C> {
     }
 
     fn flush(&mut self, i: usize) {
+        loop {
+            let Some(node) = self.nodes[i].as_mut() else {
+                return;
+            };
+            let from = node.id();
+            let mut out = Vec::new();
+            while let Some(t) = node.poll_transmit() {
+                out.push(t);
+            }
+            let mut events = Vec::new();
+            while let Some(e) = node.poll_event() {
+                events.push(e);
+            }
+            if out.is_empty() && events.is_empty() {
+                return;
+            }
+            for t in out {
+                if t.class == Class::Datagram && self.rng.chance(self.loss) {
+                    continue;
+                }
+                if self.drop_relays[i] && relayed_report(&t.bytes, &from) {
+                    continue;
+                }
+                let to = self.index[&t.to];
+                for bytes in self.tamper(i, t.bytes) {
+                    self.seq += 1;
+                    self.queue.push(Reverse((
+                        self.now + self.latency_ms,
+                        self.seq,
+                        to,
+                        from,
+                        bytes,
+                    )));
+                }
+            }
+            for e in events {
+                self.answer(i, &e);
+                self.log.push((self.now, i, e));
+            }
+        }
+    }
+
+    /// The host's answer to a scoring request, if it has a scorer.
+    fn answer(&mut self, i: usize, e: &Event) {
+        let Some(scorer) = self.scorers[i].clone() else {
+            return;
+        };
+        let now = self.now;
         let Some(node) = self.nodes[i].as_mut() else {
             return;
         };
-        let from = node.id();
-        while let Some(t) = node.poll_transmit() {
-            if t.class == Class::Datagram && self.rng.chance(self.loss) {
-                continue;
+        match e {
+            Event::ScoreRequest { window, rows } => {
+                let scores: Vec<(NodeId, Score)> =
+                    rows.iter().map(|(s, r)| (*s, scorer(s, r))).collect();
+                node.handle_scores(*window, &scores);
             }
-            if self.drop_relays[i] && relayed_report(&t.bytes, &from) {
-                continue;
+            Event::ReplayRequest {
+                accusation,
+                subject,
+                rows,
+            } => {
+                let scores = [scorer(subject, &rows[0]), scorer(subject, &rows[1])];
+                node.handle_replay(*accusation, scores, now);
             }
-            let to = self.index[&t.to];
-            self.seq += 1;
-            self.queue.push(Reverse((
-                self.now + self.latency_ms,
-                self.seq,
-                to,
-                from,
-                t.bytes,
-            )));
+            _ => {}
         }
-        while let Some(e) = node.poll_event() {
-            self.log.push((self.now, i, e));
+    }
+
+    /// What a Byzantine host sends instead of `bytes`.
+    fn tamper(&mut self, i: usize, bytes: Arc<[u8]>) -> Vec<Arc<[u8]>> {
+        let b = self.byzantine[i];
+        let tag = bytes.first().copied();
+        let quorum_tag = [
+            crate::message::TAG_ACCUSE,
+            crate::message::TAG_VOTE,
+            crate::message::TAG_EVIDENCE_REPORT,
+            crate::message::TAG_CERTIFICATE,
+        ];
+        if b.withhold && tag.is_some_and(|t| quorum_tag.contains(&t)) {
+            return Vec::new();
         }
+        if b.equivocate_votes && tag == Some(crate::message::TAG_VOTE) {
+            let yes = self.resign(i, &bytes[1..], |payload| {
+                let mut v = crate::quorum::Vote::decode_exact(payload).ok()?;
+                v.verdict = crate::quorum::Verdict::Yes;
+                Some(v.to_bytes())
+            });
+            return match yes {
+                Some(f) => vec![bytes, Message::Vote(&f).encode().into()],
+                None => vec![bytes],
+            };
+        }
+        vec![bytes]
+    }
+
+    /// `frame` re-signed by node `i` under its own stamp with the payload
+    /// `edit` makes.
+    fn resign(
+        &self,
+        i: usize,
+        frame: &[u8],
+        edit: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+    ) -> Option<Vec<u8>> {
+        let (header, payload) = envelope::verified_parts(frame).ok()?;
+        let payload = edit(payload)?;
+        let mut crypto = (self.make)(&self.identities[i]);
+        crypto
+            .seal(self.roster.mesh_id(), header.kind, header.stamp, &payload)
+            .ok()
     }
 
     /// Runs every delivery and timeout up to `until`.

@@ -53,6 +53,7 @@ pub mod link;
 mod membership;
 pub mod message;
 pub mod node;
+pub mod quorum;
 pub mod replay;
 pub mod rng;
 pub mod roster;

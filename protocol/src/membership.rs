@@ -430,7 +430,11 @@ impl Membership {
             | Message::Certificate(_)
             | Message::Seen { .. }
             | Message::Quarantines { .. }
-            | Message::Wanted { .. } => {}
+            | Message::Wanted { .. }
+            | Message::Accuse(_)
+            | Message::EvidenceWanted { .. }
+            | Message::EvidenceReport { .. }
+            | Message::Vote(_) => {}
         }
     }
 

@@ -151,6 +151,27 @@ pub enum Message<'a> {
         /// [`content_digest`] of the report's signed content.
         digest: [u8; SEEN_DIGEST_LEN],
     },
+    /// A signed accusation ([`crate::quorum::Accusation`] envelope), sent
+    /// by the accuser to each member of the subject's committee.
+    Accuse(&'a [u8]),
+    /// "Send me these reports of your accusation": bit `i` asks for its
+    /// `i`-th evidence reference.
+    EvidenceWanted {
+        /// [`crate::quorum::content_hash`] of the accusation.
+        accusation: [u8; 32],
+        /// The references wanted, as a bit set.
+        wanted: u64,
+    },
+    /// One signed report an accusation refers to, as asked for.
+    EvidenceReport {
+        /// [`crate::quorum::content_hash`] of the accusation.
+        accusation: [u8; 32],
+        /// The report's frame.
+        frame: &'a [u8],
+    },
+    /// A signed vote ([`crate::quorum::Vote`] envelope), sent to the
+    /// accuser.
+    Vote(&'a [u8]),
 }
 
 /// Bytes of the content digest in [`Message::Seen`].
@@ -187,6 +208,13 @@ pub const TAG_CERTIFICATE: u8 = 15;
 const TAG_SEEN: u8 = 16;
 const TAG_QUARANTINES: u8 = 17;
 const TAG_WANTED: u8 = 18;
+/// The tag of [`Message::Accuse`].
+pub const TAG_ACCUSE: u8 = 19;
+const TAG_EVIDENCE_WANTED: u8 = 20;
+/// The tag of [`Message::EvidenceReport`].
+pub const TAG_EVIDENCE_REPORT: u8 = 21;
+/// The tag of [`Message::Vote`].
+pub const TAG_VOTE: u8 = 22;
 
 fn put_ids(out: &mut Vec<u8>, ids: &[NodeId]) {
     out.push(u8::try_from(ids.len()).unwrap_or(u8::MAX));
@@ -236,6 +264,22 @@ fn read_entries(
             })
         })
         .collect()
+}
+
+fn read_frame<'a>(
+    r: &mut Reader<'a>,
+    what: &'static str,
+    limit: usize,
+) -> Result<&'a [u8], InvalidMessage> {
+    let frame = r.take(r.remaining())?;
+    if frame.len() > limit {
+        return Err(InvalidMessage::Oversize {
+            what,
+            len: frame.len(),
+            limit,
+        });
+    }
+    Ok(frame)
 }
 
 impl<'a> Message<'a> {
@@ -336,6 +380,26 @@ impl<'a> Message<'a> {
                 out.push(TAG_WANTED);
                 put_ids(&mut out, subjects);
             }
+            Message::Accuse(frame) | Message::Vote(frame) => {
+                out.reserve(frame.len());
+                out.push(if matches!(self, Message::Accuse(_)) {
+                    TAG_ACCUSE
+                } else {
+                    TAG_VOTE
+                });
+                out.extend_from_slice(frame);
+            }
+            Message::EvidenceWanted { accusation, wanted } => {
+                out.push(TAG_EVIDENCE_WANTED);
+                out.extend_from_slice(accusation);
+                out.extend_from_slice(&wanted.to_be_bytes());
+            }
+            Message::EvidenceReport { accusation, frame } => {
+                out.reserve(32 + frame.len());
+                out.push(TAG_EVIDENCE_REPORT);
+                out.extend_from_slice(accusation);
+                out.extend_from_slice(frame);
+            }
         }
         out
     }
@@ -388,17 +452,11 @@ impl<'a> Message<'a> {
                 target: NodeId(r.array()?),
                 nonce: r.u64()?,
             },
-            TAG_REPORT => {
-                let frame = r.take(r.remaining())?;
-                if frame.len() > crate::envelope::MAX_FRAME_LEN {
-                    return Err(InvalidMessage::Oversize {
-                        what: "report",
-                        len: frame.len(),
-                        limit: crate::envelope::MAX_FRAME_LEN,
-                    });
-                }
-                Message::Report(frame)
-            }
+            TAG_REPORT => Message::Report(read_frame(
+                &mut r,
+                "report",
+                crate::envelope::MAX_FRAME_LEN,
+            )?),
             TAG_CERTIFICATE => Message::Certificate(r.take(r.remaining())?),
             TAG_SEEN => Message::Seen {
                 origin: NodeId(r.array()?),
@@ -414,6 +472,31 @@ impl<'a> Message<'a> {
             },
             TAG_WANTED => Message::Wanted {
                 subjects: read_ids(&mut r, "wanted.subjects")?,
+            },
+            TAG_ACCUSE => Message::Accuse(read_frame(
+                &mut r,
+                "accusation",
+                crate::quorum::MAX_ACCUSATION_FRAME_LEN,
+            )?),
+            TAG_VOTE => Message::Vote(read_frame(
+                &mut r,
+                "vote",
+                crate::quorum::MAX_VOTE_FRAME_LEN,
+            )?),
+            TAG_EVIDENCE_WANTED => {
+                let accusation = r.array()?;
+                let wanted = r.u64()?;
+                if wanted >> crate::quorum::MAX_EVIDENCE != 0 || wanted == 0 {
+                    return Err(InvalidMessage::InvalidField {
+                        field: "evidence_wanted.wanted",
+                        reason: "empty, or names a reference past the last",
+                    });
+                }
+                Message::EvidenceWanted { accusation, wanted }
+            }
+            TAG_EVIDENCE_REPORT => Message::EvidenceReport {
+                accusation: r.array()?,
+                frame: read_frame(&mut r, "evidence report", crate::envelope::MAX_FRAME_LEN)?,
             },
             _ => {
                 return Err(InvalidMessage::InvalidField {
@@ -478,6 +561,16 @@ mod tests {
             Message::Wanted {
                 subjects: vec![a, NodeId([3; 32])],
             },
+            Message::Accuse(b"accusation frame"),
+            Message::Vote(b"vote frame"),
+            Message::EvidenceWanted {
+                accusation: [4; 32],
+                wanted: 0b101,
+            },
+            Message::EvidenceReport {
+                accusation: [4; 32],
+                frame: b"report frame",
+            },
             Message::Digest {
                 entries: vec![DigestEntry {
                     origin: a,
@@ -493,7 +586,14 @@ mod tests {
         for m in all() {
             let bytes = m.encode();
             assert_eq!(Message::decode(&bytes).unwrap(), m);
-            if !matches!(m, Message::Report(_) | Message::Certificate(_)) {
+            if !matches!(
+                m,
+                Message::Report(_)
+                    | Message::Certificate(_)
+                    | Message::Accuse(_)
+                    | Message::Vote(_)
+                    | Message::EvidenceReport { .. }
+            ) {
                 let mut long = bytes.clone();
                 long.push(0);
                 assert!(Message::decode(&long).is_err(), "{m:?}");

@@ -33,6 +33,8 @@ use crate::rng::Rng;
 use crate::roster::Roster;
 use crate::suspicion::{Change, SuspicionPolicy, Suspicions};
 use crate::telemetry::{HostSample, LinkSample, MAX_NEIGHBOURS, MAX_SAMPLES, Observation, Report};
+pub use voting::QuorumConfig;
+use voting::Voting;
 
 /// Every tunable of a node. Times are milliseconds.
 ///
@@ -106,6 +108,8 @@ pub struct Config {
     pub quarantine: QuarantinePolicy,
     /// Scoring neighbours and local suspicion (off by default).
     pub suspicion: SuspicionPolicy,
+    /// Accusing and voting (off by default; see [`crate::quorum`]).
+    pub quorum: QuorumConfig,
 }
 
 impl Default for Config {
@@ -140,6 +144,7 @@ impl Default for Config {
             time_window: TimeWindow::default(),
             quarantine: QuarantinePolicy::default(),
             suspicion: SuspicionPolicy::default(),
+            quorum: QuorumConfig::default(),
         }
     }
 }
@@ -214,6 +219,15 @@ impl Config {
         }
         if self.control_rate_per_s == 0 {
             return bad("control_rate_per_s", "must be positive");
+        }
+        if self.quarantine.committee_epoch_ms == 0
+            || self.quorum.vote_timeout_ms == 0
+            || self.quorum.max_open_ballots == 0
+        {
+            return bad(
+                "quarantine.committee_epoch_ms/quorum.vote_timeout_ms/quorum.max_open_ballots",
+                "must be positive",
+            );
         }
         self.suspicion.validate()
     }
@@ -308,6 +322,51 @@ pub enum Event {
     },
     /// A suspected neighbour scored low for long enough, or left the view.
     SuspicionCleared(NodeId),
+    /// This node accused a neighbour and sent the accusation to the
+    /// subject's committee.
+    Accused {
+        /// Who.
+        subject: NodeId,
+        /// [`crate::quorum::content_hash`] of the accusation.
+        accusation: [u8; 32],
+        /// The score it accused with.
+        score: Score,
+        /// Members of the committee (this node and the subject included).
+        committee: usize,
+    },
+    /// Rows for the host to score for a vote: the accuser's row replayed
+    /// from the evidence, then this node's own row of the subject. Answer
+    /// with [`Node::handle_replay`].
+    ReplayRequest {
+        /// The accusation voted on.
+        accusation: [u8; 32],
+        /// Its subject.
+        subject: NodeId,
+        /// The replayed row and the own row.
+        rows: Box<[Row; 2]>,
+    },
+    /// This node voted on an accusation.
+    VoteCast {
+        /// Who accused.
+        accuser: NodeId,
+        /// Whom.
+        subject: NodeId,
+        /// The accusation.
+        accusation: [u8; 32],
+        /// The vote.
+        verdict: crate::quorum::Verdict,
+    },
+    /// One of this node's accusations ended: certified (the certificate is
+    /// held and flooded, see [`Event::Quarantined`]), or refused or timed
+    /// out.
+    AccusationClosed {
+        /// Whom it accused.
+        subject: NodeId,
+        /// The accusation.
+        accusation: [u8; 32],
+        /// Whether it made a certificate.
+        certified: bool,
+    },
     /// This node signed and sent a report.
     ReportSent {
         /// Its stamp.
@@ -369,6 +428,19 @@ pub struct NodeStats {
     pub certificates_accepted: u64,
     /// Certificates received for a subject already held.
     pub certificates_duplicate: u64,
+    /// Accusations this node made.
+    pub accusations_made: u64,
+    /// Of those, ones that made a certificate.
+    pub accusations_certified: u64,
+    /// Accusations received and not voted on (not on the committee, over a
+    /// rate limit, already voted on).
+    pub accusations_refused: u64,
+    /// Accusations received and voted on.
+    pub ballots_opened: u64,
+    /// Votes this node signed.
+    pub votes_cast: u64,
+    /// Votes received on this node's accusations.
+    pub votes_received: u64,
 }
 
 /// Per-link counters for the current report interval.
@@ -586,7 +658,7 @@ pub struct Node<C: Crypto> {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     links: BTreeMap<NodeId, LinkAcc>,
-    buckets: BTreeMap<NodeId, (Bucket, Bucket)>,
+    buckets: BTreeMap<NodeId, (Bucket, Bucket, Bucket)>,
     stats: NodeStats,
     membership: Membership,
     gossip: Gossip,
@@ -605,6 +677,11 @@ pub struct Node<C: Crypto> {
     suspicions: Suspicions,
     /// The window of the latest [`Event::ScoreRequest`].
     score_window: Option<u64>,
+    /// Accusations and votes.
+    voting: Voting,
+    /// Tests: sign false observations of this node (a framer).
+    #[cfg(test)]
+    pub(crate) lie_about: Option<NodeId>,
 }
 
 /// A certificate held, ready to send.
@@ -618,6 +695,12 @@ pub(crate) struct Held {
 
 /// Peers with an outstanding certificate offer remembered at once.
 const MAX_OFFERS: usize = 256;
+/// Burst of accusations, votes and evidence reports accepted from one
+/// peer: one accusation's whole evidence and then some.
+#[allow(clippy::cast_possible_truncation, reason = "MAX_EVIDENCE is 34")]
+const QUORUM_BURST: u32 = 2 * crate::quorum::MAX_EVIDENCE as u32;
+/// Their refill: one burst a minute, in thousandths of a token per second.
+const QUORUM_RATE_MILLI_PER_S: u64 = QUORUM_BURST as u64 * 1000 / 60;
 
 macro_rules! ctx {
     ($self:ident) => {
@@ -634,6 +717,9 @@ macro_rules! ctx {
         }
     };
 }
+
+#[path = "voting.rs"]
+mod voting;
 
 impl<C: Crypto> Node<C> {
     /// A node that signs with `crypto` in `roster`'s mesh, in boot `epoch`
@@ -659,6 +745,11 @@ impl<C: Crypto> Node<C> {
                 roster.mesh()
             )));
         }
+        let seats = if cfg.quorum.enabled {
+            Some(crate::quorum::committee_seats(&roster)?)
+        } else {
+            None
+        };
         let mut rng = Rng::from_seed(seed);
         let mut transmits = VecDeque::new();
         let mut events = VecDeque::new();
@@ -707,6 +798,9 @@ impl<C: Crypto> Node<C> {
             offered,
             suspicions: Suspicions::default(),
             score_window: None,
+            voting: Voting::new(seats),
+            #[cfg(test)]
+            lie_about: None,
         })
     }
 
@@ -818,18 +912,31 @@ impl<C: Crypto> Node<C> {
         add16(&mut link.cur.messages_in);
         add_bytes(&mut link.cur.bytes_in, message.len());
         // Reports and certificates (signed, verified at a cost) share one
-        // bucket; everything else the other.
+        // bucket, accusations, votes and their evidence another; everything
+        // else the third.
         let is_report = matches!(
             message.first(),
             Some(&crate::message::TAG_REPORT | &crate::message::TAG_CERTIFICATE)
         );
-        let (report_bucket, control_bucket) = self.buckets.entry(from).or_insert_with(|| {
-            (
-                Bucket::full(cfg.report_burst, now_ms),
-                Bucket::full(cfg.control_burst, now_ms),
+        let is_quorum = matches!(
+            message.first(),
+            Some(
+                &crate::message::TAG_ACCUSE
+                    | &crate::message::TAG_VOTE
+                    | &crate::message::TAG_EVIDENCE_REPORT
             )
-        });
-        let allowed = if is_report {
+        );
+        let (report_bucket, control_bucket, quorum_bucket) =
+            self.buckets.entry(from).or_insert_with(|| {
+                (
+                    Bucket::full(cfg.report_burst, now_ms),
+                    Bucket::full(cfg.control_burst, now_ms),
+                    Bucket::full(QUORUM_BURST, now_ms),
+                )
+            });
+        let allowed = if is_quorum {
+            quorum_bucket.take(now_ms, QUORUM_RATE_MILLI_PER_S, QUORUM_BURST)
+        } else if is_report {
             let per_s_milli =
                 u64::from(cfg.report_burst) * 1_000_000 / cfg.report_interval_ms().max(1);
             report_bucket.take(now_ms, per_s_milli, cfg.report_burst)
@@ -857,6 +964,14 @@ impl<C: Crypto> Node<C> {
         let mut evidence = None;
         let mut certificate = false;
         match msg {
+            Message::Accuse(frame) => self.on_accuse(from, frame, now_ms),
+            Message::EvidenceWanted { accusation, wanted } => {
+                self.on_evidence_wanted(from, accusation, wanted);
+            }
+            Message::EvidenceReport { accusation, frame } => {
+                self.on_evidence_report(from, accusation, frame, now_ms);
+            }
+            Message::Vote(frame) => self.on_vote(from, frame, now_ms),
             Message::Report(_) => {
                 evidence = self.gossip.on_report(
                     cfg,
@@ -1127,13 +1242,20 @@ impl<C: Crypto> Node<C> {
                 ctx!(self).event(Event::QuarantineEnforced(id));
             }
         }
+        if self.voting.next_deadline().is_some_and(|t| t <= now_ms) {
+            self.voting_tick(now_ms);
+        }
     }
 
     /// When [`Node::handle_timeout`] should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
         let m = self.membership.poll_timeout(&self.cfg).unwrap_or(u64::MAX);
-        let q = self.quarantine.next_expiry().unwrap_or(u64::MAX);
+        let q = self
+            .quarantine
+            .next_expiry()
+            .unwrap_or(u64::MAX)
+            .min(self.voting.next_deadline().unwrap_or(u64::MAX));
         Some(
             m.min(self.next_sample)
                 .min(self.gossip.poll_timeout())
@@ -1209,12 +1331,28 @@ impl<C: Crypto> Node<C> {
                 }
             })
             .collect();
-        let report = Report {
+        #[allow(unused_mut, reason = "tests edit it")]
+        let mut report = Report {
             start_ms: end.saturating_sub(self.cfg.sample_interval_ms * n as u64),
             sample_ms: u32::try_from(self.cfg.sample_interval_ms).unwrap_or(u32::MAX),
             host,
             neighbours,
         };
+        #[cfg(test)]
+        if let Some(victim) = self.lie_about {
+            // A Byzantine node's modified code: it signs that `victim`
+            // sent it invalid and malformed messages.
+            for o in report
+                .neighbours
+                .iter_mut()
+                .filter(|o| o.neighbour == victim)
+            {
+                for s in &mut o.samples {
+                    s.invalid = s.invalid.max(50);
+                    s.malformed = s.malformed.max(50);
+                }
+            }
+        }
         if self.next_sequence > self.sequence_limit {
             // The host has not reserved this sequence durably yet; signing it
             // could repeat it after a crash. Skip the report.
@@ -1321,7 +1459,20 @@ impl<C: Crypto> Node<C> {
                 });
                 (subject, row)
             })
+            .collect::<Vec<(NodeId, Row)>>();
+        let relays: Vec<(NodeId, crate::features::Relays)> = reports
+            .iter()
+            .filter(|h| rows.iter().any(|(s, _)| *s == h.signer))
+            .map(|h| (h.signer, h.relays))
             .collect();
+        for (subject, _) in &rows {
+            let r = relays
+                .iter()
+                .find(|(s, _)| s == subject)
+                .map(|(_, r)| *r)
+                .unwrap_or_default();
+            self.note_basis(*subject, now_ms, r);
+        }
         self.score_window = Some(now_ms);
         ctx!(self).event(Event::ScoreRequest {
             window: now_ms,
@@ -1350,6 +1501,7 @@ impl<C: Crypto> Node<C> {
                 Change::Cleared => ctx!(self).event(Event::SuspicionCleared(*subject)),
                 Change::None => {}
             }
+            self.maybe_accuse(*subject, *score, window);
         }
     }
 

@@ -145,6 +145,12 @@ impl Suspicions {
         self.subjects.remove(subject).is_some_and(|s| s.raised)
     }
 
+    /// Whether `subject` is suspected now.
+    #[must_use]
+    pub fn is_raised(&self, subject: &NodeId) -> bool {
+        self.subjects.get(subject).is_some_and(|s| s.raised)
+    }
+
     /// The state of `subject`.
     #[must_use]
     pub fn get(&self, subject: &NodeId) -> Option<&Suspicion> {

@@ -1138,6 +1138,12 @@ impl Driver<'_> {
             Event::Refuted(p) => debug!(peer = %p, "suspicion refuted"),
             // Collected and answered by `flush`.
             Event::ScoreRequest { .. } => {}
+            // The daemon runs with `quorum.enabled = false` until voting is
+            // wired into it, so the node makes none of these.
+            Event::Accused { .. }
+            | Event::ReplayRequest { .. }
+            | Event::VoteCast { .. }
+            | Event::AccusationClosed { .. } => {}
             Event::SuspicionRaised {
                 subject,
                 score,

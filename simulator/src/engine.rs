@@ -1248,6 +1248,12 @@ impl Sim {
                     self.detection.error.get_or_insert(e.to_string());
                 }
             }
+            // Scenarios run with `quorum.enabled = false` until voting is
+            // wired into the simulator, so nodes make none of these.
+            Event::Accused { .. }
+            | Event::ReplayRequest { .. }
+            | Event::VoteCast { .. }
+            | Event::AccusationClosed { .. } => {}
             Event::ScoreRequest { window, rows } => {
                 self.detection.pending.push(Pending {
                     node: me,
