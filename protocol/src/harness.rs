@@ -176,13 +176,18 @@ impl<C: Crypto> Harness<C> {
 
     /// Sends `bytes` to node `to` as if from `from` (a hostile peer).
     pub(crate) fn inject(&mut self, from: NodeId, to: usize, bytes: &[u8]) {
+        self.enqueue(from, to, bytes.into());
+    }
+
+    /// Queues a delivery one latency from now.
+    fn enqueue(&mut self, from: NodeId, to: usize, bytes: Arc<[u8]>) {
         self.seq += 1;
         self.queue.push(Reverse((
             self.now + self.latency_ms,
             self.seq,
             to,
             from,
-            bytes.into(),
+            bytes,
         )));
     }
 
@@ -212,14 +217,7 @@ impl<C: Crypto> Harness<C> {
                 }
                 let to = self.index[&t.to];
                 for bytes in self.tamper(i, t.bytes) {
-                    self.seq += 1;
-                    self.queue.push(Reverse((
-                        self.now + self.latency_ms,
-                        self.seq,
-                        to,
-                        from,
-                        bytes,
-                    )));
+                    self.enqueue(from, to, bytes);
                 }
             }
             for e in events {
