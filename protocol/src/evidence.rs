@@ -522,8 +522,9 @@ impl Certificate {
 
 impl Certificate {
     /// Whether this certificate comes before `other` in the canonical order
-    /// of certificates about one subject: the earlier (epoch, sequence) of
-    /// the fault, then the frames' bytes. Nodes that detect one equivocator
+    /// of certificates about one subject: self-proving evidence before
+    /// votes, then the earlier (epoch, sequence) of the fault, then the
+    /// frames' bytes. Nodes that detect one equivocator
     /// at different places keep the first in this order, so the whole mesh
     /// ends up holding one and the same certificate per incident.
     ///
@@ -533,17 +534,17 @@ impl Certificate {
         self.order_key() < other.order_key()
     }
 
-    fn order_key(&self) -> (u64, u64, u8, [&[u8]; 2]) {
+    fn order_key(&self) -> (u8, u64, u64, [&[u8]; 2]) {
         match &self.reason {
             Reason::Evidence(e) => {
                 let sequence =
                     envelope::peek_header(&e.frames[0]).map_or(u64::MAX, |h| h.stamp.sequence);
-                (self.epoch, sequence, 1, e.frames())
+                (1, self.epoch, sequence, e.frames())
             }
             Reason::Votes(v) => {
                 let sequence = self.voted_position().map_or(u64::MAX, |p| p.1);
                 let first = v.votes().first().map_or(&[][..], Vec::as_slice);
-                (self.epoch, sequence, 2, [v.accusation(), first])
+                (2, self.epoch, sequence, [v.accusation(), first])
             }
         }
     }

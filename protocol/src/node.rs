@@ -333,6 +333,8 @@ pub enum Event {
         score: Score,
         /// Members of the committee (this node and the subject included).
         committee: usize,
+        /// The signed accusation, for storing.
+        frame: Arc<[u8]>,
     },
     /// Rows for the host to score for a vote: the accuser's row replayed
     /// from the evidence, then this node's own row of the subject. Answer
@@ -355,6 +357,8 @@ pub enum Event {
         accusation: [u8; 32],
         /// The vote.
         verdict: crate::quorum::Verdict,
+        /// The signed vote, for storing.
+        frame: Arc<[u8]>,
     },
     /// One of this node's accusations ended: certified (the certificate is
     /// held and flooded, see [`Event::Quarantined`]), or refused or timed
@@ -366,6 +370,8 @@ pub enum Event {
         accusation: [u8; 32],
         /// Whether it made a certificate.
         certified: bool,
+        /// Committee seats that voted yes, that voted no, and in all.
+        seats: (u64, u64, u64),
     },
     /// This node signed and sent a report.
     ReportSent {

@@ -277,6 +277,7 @@ impl<C: Crypto> Node<C> {
             accusation: hash,
             score,
             committee: members.len(),
+            frame: frame.clone().into(),
         });
         let me_sits = committee.seats(&self.me) > 0;
         self.voting.accusing.insert(
@@ -633,6 +634,7 @@ impl<C: Crypto> Node<C> {
             subject,
             accusation: hash,
             verdict,
+            frame: frame.clone().into(),
         });
         if accuser == self.me {
             self.on_vote(self.me, &frame, now_ms);
@@ -684,11 +686,12 @@ impl<C: Crypto> Node<C> {
         let Some(acc) = self.voting.accusing.remove(&hash) else {
             return;
         };
-        let yes = acc.yes.into_values().collect();
-        let Ok(votes) = Votes::new(acc.frame, yes) else {
+        let yes = acc.yes.clone().into_values().collect();
+        let Ok(votes) = Votes::new(acc.frame.clone(), yes) else {
             return;
         };
         let subject = acc.subject;
+        let seats = Self::seats_of(&acc);
         // Everything in it was verified on arrival; verifying the whole
         // once more is what every receiver does, and catches a bug here.
         let checked = votes.verify_by(&self.roster, &self.cfg.quarantine, &mut self.crypto);
@@ -701,6 +704,7 @@ impl<C: Crypto> Node<C> {
             subject,
             accusation: hash,
             certified: true,
+            seats,
         });
         let message: Arc<[u8]> = Message::Certificate(&cert.to_bytes()).encode().into();
         let p: Proven = proven;
@@ -709,11 +713,27 @@ impl<C: Crypto> Node<C> {
 
     fn close(&mut self, hash: [u8; 32], certified: bool) {
         if let Some(acc) = self.voting.accusing.remove(&hash) {
+            let seats = Self::seats_of(&acc);
             ctx!(self).event(Event::AccusationClosed {
                 subject: acc.subject,
                 accusation: hash,
                 certified,
+                seats,
             });
+        }
+    }
+
+    /// (yes, no, total) seats of an accusation's votes so far.
+    fn seats_of(acc: &Accusing) -> (u64, u64, u64) {
+        let yes = acc.yes.keys().map(|v| acc.committee.seats(v)).sum();
+        (yes, acc.no_seats, acc.committee.total())
+    }
+
+    /// Accusations this node voted on before a restart (from the host's
+    /// store): it does not vote on them again.
+    pub fn restore_votes(&mut self, accusations: impl IntoIterator<Item = [u8; 32]>) {
+        for hash in accusations {
+            self.voting.decide(hash);
         }
     }
 

@@ -6,7 +6,10 @@
 //! `GET /v1/telemetry/{node}` (hex id; `?limit=N`, at most 1,000),
 //! `GET /v1/quarantine` (certificates held, without their bytes),
 //! `GET /v1/quarantine/{node}` (those about one node, with the certificate
-//! bytes in hex for `sentinel verify-cert`).
+//! bytes in hex for `sentinel verify-cert`), `GET /v1/scores`,
+//! `GET /v1/accusations` (this sentinel's accusations and the votes it
+//! cast; `?limit=N`, at most 1,000), `GET /v1/incidents` (`?since=` Unix
+//! ms, `?limit=N`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,6 +34,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/quarantine", get(quarantine))
         .route("/v1/scores", get(scores))
         .route("/v1/quarantine/{node}", get(quarantine_of))
+        .route("/v1/accusations", get(accusations))
+        .route("/v1/incidents", get(incidents))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,
@@ -132,6 +137,35 @@ async fn telemetry(
     query(shared, move |s| {
         let rows = s.telemetry(&id.to_hex(), limit)?;
         Ok(serde_json::json!({ "node": id.to_hex(), "reports": rows }))
+    })
+    .await
+}
+
+async fn accusations(State(shared): State<Arc<Shared>>, Query(q): Query<Limit>) -> Response {
+    let limit = q.limit.unwrap_or(100).min(1000);
+    query(shared, move |s| {
+        Ok(serde_json::json!({
+            "accusations": s.accusations(limit)?,
+            "votes": s.votes(limit)?,
+        }))
+    })
+    .await
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Since {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn incidents(State(shared): State<Arc<Shared>>, Query(q): Query<Since>) -> Response {
+    let limit = q.limit.unwrap_or(1000).min(10_000);
+    let since = q.since.unwrap_or(0);
+    query(shared, move |s| {
+        let mut rows = s.incidents_since(since)?;
+        let skip = rows.len().saturating_sub(limit);
+        rows.drain(..skip);
+        Ok(serde_json::json!({ "incidents": rows }))
     })
     .await
 }

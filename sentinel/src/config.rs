@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// The sections, in file order (also the first word of an env override).
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 10] = [
     "node",
     "quic",
     "api",
@@ -18,6 +18,8 @@ const SECTIONS: [&str; 8] = [
     "collect",
     "enforce",
     "detection",
+    "quorum",
+    "testing",
 ];
 
 /// The whole configuration.
@@ -40,6 +42,53 @@ pub struct Config {
     pub enforce: EnforceSection,
     /// `[detection]`: scoring neighbours with a model.
     pub detection: DetectionSection,
+    /// `[quorum]`: accusing and voting on quarantines.
+    pub quorum: QuorumSection,
+    /// `[testing]`: misbehaviour for demos and tests; never in production.
+    pub testing: TestingSection,
+}
+
+/// `[quorum]`: voted quarantine. A sentinel whose local suspicion of a
+/// neighbour is raised accuses it before a committee of members; each
+/// member votes on its own view of the signed evidence, and two thirds of
+/// the committee's seats make a certificate every member enforces
+/// (`ARCHITECTURE.md`, "Voted quarantine"). Needs `[detection]` on: the
+/// loaded model's hash is what accusations and votes pin.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuorumSection {
+    /// Accuse and vote. Default true (off when detection is off).
+    pub enabled: bool,
+    /// Own-view score (0 to 1) at or above which this sentinel votes yes,
+    /// and that its accusations need. Default 0.9.
+    pub vote_threshold: f32,
+    /// Accusations this sentinel makes, and accepts from one accuser, per
+    /// hour, 1 to 1,000. Default 12.
+    pub accusations_per_hour: u16,
+    /// How long a voted quarantine lasts, minutes, 1 to 10,080. Every
+    /// member must use the same value (certificates name it). Default 60.
+    pub quarantine_minutes: u64,
+}
+
+impl Default for QuorumSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            vote_threshold: 0.9,
+            accusations_per_hour: 12,
+            quarantine_minutes: 60,
+        }
+    }
+}
+
+/// `[testing]`: makes this sentinel misbehave so that a demo or a test can
+/// watch the mesh quarantine it. Never set it on a real member.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestingSection {
+    /// `flooder`: ping every neighbour 60 times a second (the simulator's
+    /// flooder at intensity 1). Default none.
+    pub attack: Option<String>,
 }
 
 /// `[detection]`: which model scores the neighbours' feature rows and when
@@ -80,6 +129,15 @@ impl Default for DetectionSection {
             raise_after: 2,
             clear_after: 3,
         }
+    }
+}
+
+impl Config {
+    /// Whether this sentinel accuses and votes: `[quorum]` and
+    /// `[detection]` both on.
+    #[must_use]
+    pub fn quorum_on(&self) -> bool {
+        self.quorum.enabled && self.detection.enabled
     }
 }
 
@@ -145,8 +203,9 @@ pub struct QuicSection {
     pub listen: SocketAddr,
     /// Most simultaneous connections (in and out), 1 to 4,096. Default 64.
     pub max_connections: usize,
-    /// Largest message frame accepted, bytes, 1,024 to 1,048,576.
-    /// Default 131,072.
+    /// Largest message frame accepted, bytes, 1,024 to 1,048,576; with
+    /// `[quorum]` on, at least a voted certificate's bound (about 519 KB).
+    /// Default 655,360.
     pub max_frame_bytes: usize,
     /// A connection silent this long is closed, ms, 1,000 to 600,000.
     /// Default 15,000.
@@ -172,7 +231,7 @@ impl Default for QuicSection {
         Self {
             listen: "127.0.0.1:7700".parse().expect("literal address"),
             max_connections: 64,
-            max_frame_bytes: 128 * 1024,
+            max_frame_bytes: 640 * 1024,
             idle_timeout_ms: 15_000,
             keep_alive_ms: 3_000,
             handshake_timeout_ms: 5_000,
@@ -557,6 +616,34 @@ impl Config {
                 message: format!("{pin:?} is not 64 hex digits"),
             });
         }
+        let v = &self.quorum;
+        range("quorum.vote_threshold", v.vote_threshold, 0.0001, 1.0)?;
+        range(
+            "quorum.accusations_per_hour",
+            v.accusations_per_hour,
+            1,
+            1000,
+        )?;
+        range("quorum.quarantine_minutes", v.quarantine_minutes, 1, 10_080)?;
+        let needed = sentinel_protocol::message::MAX_MESSAGE_LEN;
+        if self.quorum_on() && self.quic.max_frame_bytes < needed {
+            return Err(ConfigError::Invalid {
+                field: "quic.max_frame_bytes",
+                message: format!(
+                    "{} is below {needed}, the largest voted quarantine certificate; raise it \
+                     or turn [quorum] off",
+                    self.quic.max_frame_bytes
+                ),
+            });
+        }
+        if let Some(a) = &self.testing.attack
+            && a != "flooder"
+        {
+            return Err(ConfigError::Invalid {
+                field: "testing.attack",
+                message: format!("{a:?} is not an attack this sentinel can make (flooder)"),
+            });
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError::Invalid {
                 field: "log.level",
@@ -592,8 +679,9 @@ address_book = "addresses.toml"
 listen = "{listen}"
 # Most simultaneous connections, in and out (1 to 4096).
 max_connections = 64
-# Largest message frame accepted, bytes (1024 to 1048576).
-max_frame_bytes = 131072
+# Largest message frame accepted, bytes (1024 to 1048576; a voted quarantine
+# certificate needs up to about 519 KB).
+max_frame_bytes = 655360
 # Close a connection after this long without traffic, ms (1000 to 600000).
 idle_timeout_ms = 15000
 # Keep-alive interval, ms (100 to idle_timeout_ms).
@@ -650,6 +738,19 @@ scrape_interval_ms = 5000
 # exec_hook = "/usr/local/bin/sentinel-enforce"
 # The hook is killed after this long, ms (100 to 600000).
 hook_timeout_ms = 10000
+
+[quorum]
+# Voted quarantine: accuse a neighbour this sentinel's model keeps scoring
+# high before a committee of members; each votes on its own view of the
+# signed evidence; two thirds of the committee make a certificate. Needs
+# [detection] on.
+enabled = true
+# Own-view score (0 to 1) needed to vote yes, and to accuse.
+vote_threshold = 0.9
+# Accusations made, and accepted from one accuser, per hour (1 to 1000).
+accusations_per_hour = 12
+# Length of a voted quarantine, minutes (1 to 10080); the same on every member.
+quarantine_minutes = 60
 "#
     )
 }

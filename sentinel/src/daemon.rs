@@ -38,7 +38,9 @@ use crate::config::Config;
 use crate::enforce::{self, Action, Blocked, Hook};
 use crate::metrics::Metrics;
 use crate::scrape::{Reading, Scraper};
-use crate::store::{CertificateRow, DataDir, SEQUENCE_BLOCK, ScoreRow, Store, TelemetryRow};
+use crate::store::{
+    AccusationRow, CertificateRow, DataDir, SEQUENCE_BLOCK, ScoreRow, Store, TelemetryRow, VoteRow,
+};
 use crate::transport::{self, Authenticator, LinkError, close};
 use crate::{AddressBook, now_ms};
 
@@ -402,10 +404,10 @@ impl Daemon {
         } else {
             None
         };
-        let node_cfg = sentinel_protocol::Config {
-            suspicion: cfg.detection.policy(),
-            ..sentinel_protocol::Config::default()
-        };
+        let node_cfg = node_config(&cfg, scorer.as_ref());
+        if cfg.quorum.enabled && !node_cfg.quorum.enabled {
+            warn!("[quorum] is on but [detection] is off: this sentinel neither accuses nor votes");
+        }
         let mut node = Node::new(
             node_cfg,
             roster.clone(),
@@ -417,6 +419,7 @@ impl Daemon {
         .map_err(ctx("mesh node"))?;
         node.allow_sequences_through(SEQUENCE_BLOCK);
         let ended_while_down = restore_certificates(&mut node, &store)?;
+        restore_votes(&mut node, &store)?;
         let endpoint = transport::endpoint(cfg.quic.listen, &cfg.quic, transport::pq_provider())
             .map_err(ctx("QUIC"))?;
         let metrics = Metrics::new();
@@ -550,6 +553,13 @@ impl Daemon {
             }
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // `[testing] attack = "flooder"`: 6 pings per neighbour every 100 ms.
+        let flooding = cfg.testing.attack.as_deref() == Some("flooder");
+        if flooding {
+            warn!("[testing] attack = \"flooder\": this sentinel floods its neighbours");
+        }
+        let mut flood = tokio::time::interval(Duration::from_millis(100));
+        let mut nonce = 0u64;
         tokio::pin!(shutdown);
         loop {
             let wait = node.poll_timeout().map_or(Duration::from_secs(1), |t| {
@@ -559,6 +569,15 @@ impl Daemon {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep(wait) => node.handle_timeout(now_ms()),
                 Some(ev) = net_rx.recv() => d.on_net(&mut node, ev),
+                _ = flood.tick(), if flooding => {
+                    for peer in node.active_view() {
+                        for _ in 0..6 {
+                            nonce += 1;
+                            let ping = sentinel_protocol::message::Message::Ping { nonce }.encode();
+                            d.send(peer, Class::Datagram, ping.into());
+                        }
+                    }
+                }
                 Some(result) = guarded_rx.recv() => {
                     if let Some(g) = guarded.as_mut() {
                         g.on_scrape(result);
@@ -616,6 +635,13 @@ enum StoreOp {
         at_ms: u64,
     },
     Scores(Vec<ScoreRow>),
+    Accusation(AccusationRow),
+    AccusationClosed {
+        hash: String,
+        state: &'static str,
+        seats: (u64, u64, u64),
+    },
+    Vote(VoteRow),
 }
 
 /// Writes in batches: everything queued is committed together, then the
@@ -650,6 +676,11 @@ fn store_loop(
                     at_ms,
                 } => store.incident(at_ms, kind, &subject, &detail),
                 StoreOp::Scores(rows) => store.insert_scores(&rows),
+                StoreOp::Accusation(row) => store.save_accusation(&row),
+                StoreOp::AccusationClosed { hash, state, seats } => {
+                    store.close_accusation(&hash, state, seats)
+                }
+                StoreOp::Vote(row) => store.save_vote(&row),
             };
             if let Err(e) = r {
                 warn!(error = %e, "database write failed");
@@ -823,6 +854,7 @@ impl Driver<'_> {
             }
             let mut quarantine_changed = false;
             let mut requests = Vec::new();
+            let mut replays = Vec::new();
             while let Some(e) = node.poll_event() {
                 quarantine_changed |= matches!(
                     e,
@@ -832,18 +864,38 @@ impl Driver<'_> {
                 );
                 match e {
                     Event::ScoreRequest { window, rows } => requests.push((window, rows)),
+                    Event::ReplayRequest {
+                        accusation, rows, ..
+                    } => replays.push((accusation, rows)),
                     e => self.on_event(node, e),
                 }
             }
             if quarantine_changed {
                 self.sync_enforcement(node);
             }
-            if requests.is_empty() {
+            if requests.is_empty() && replays.is_empty() {
                 return;
             }
             for (window, rows) in requests {
                 self.score(node, window, &rows);
             }
+            for (accusation, rows) in replays {
+                self.replay(node, accusation, &rows);
+            }
+        }
+    }
+
+    /// Scores the two rows of a vote (the accuser's, replayed, and this
+    /// sentinel's own) and hands the scores to the node, which signs the
+    /// vote.
+    fn replay(&mut self, node: &mut Node<RealCrypto>, accusation: [u8; 32], rows: &[Row; 2]) {
+        let Some(scorer) = self.scorer.as_mut() else {
+            return;
+        };
+        match scorer.score(rows) {
+            Ok(s) if s.len() == 2 => node.handle_replay(accusation, [s[0], s[1]], now_ms()),
+            Ok(_) => warn!("the scorer returned the wrong number of scores; no vote"),
+            Err(e) => warn!(error = %e, "scoring a vote failed; no vote"),
         }
     }
 
@@ -1138,12 +1190,82 @@ impl Driver<'_> {
             Event::Refuted(p) => debug!(peer = %p, "suspicion refuted"),
             // Collected and answered by `flush`.
             Event::ScoreRequest { .. } => {}
-            // The daemon runs with `quorum.enabled = false` until voting is
-            // wired into it, so the node makes none of these.
-            Event::Accused { .. }
-            | Event::ReplayRequest { .. }
-            | Event::VoteCast { .. }
-            | Event::AccusationClosed { .. } => {}
+            // Collected and answered by `flush`.
+            Event::ReplayRequest { .. } => {}
+            Event::Accused {
+                subject,
+                accusation,
+                score,
+                committee,
+                frame,
+            } => {
+                m.accusations_made.inc();
+                let hash = hex::encode(accusation);
+                warn!(peer = %subject, %score, committee, accusation = %hash, "accused before the committee");
+                let _ = self.store_tx.send(StoreOp::Accusation(AccusationRow {
+                    hash: hash.clone(),
+                    at_ms: now,
+                    subject: subject.to_hex(),
+                    score: score.0,
+                    committee: committee as u64,
+                    state: "open".into(),
+                    seats: (0, 0, 0),
+                    frame: frame.to_vec(),
+                }));
+                let _ = self.store_tx.send(StoreOp::Incident {
+                    kind: "accused",
+                    subject: subject.to_hex(),
+                    detail: format!("score {score}, committee of {committee}, accusation {hash}"),
+                    at_ms: now,
+                });
+            }
+            Event::VoteCast {
+                accuser,
+                subject,
+                accusation,
+                verdict,
+                frame,
+            } => {
+                m.votes_cast.inc();
+                let hash = hex::encode(accusation);
+                info!(peer = %subject, accuser = %accuser, verdict = verdict.name(), accusation = %hash, "voted");
+                let _ = self.store_tx.send(StoreOp::Vote(VoteRow {
+                    accusation: hash,
+                    at_ms: now,
+                    accuser: accuser.to_hex(),
+                    subject: subject.to_hex(),
+                    verdict: verdict.name().into(),
+                    frame: frame.to_vec(),
+                }));
+            }
+            Event::AccusationClosed {
+                subject,
+                accusation,
+                certified,
+                seats,
+            } => {
+                let hash = hex::encode(accusation);
+                let state = if certified { "certified" } else { "refused" };
+                info!(peer = %subject, state, yes = seats.0, no = seats.1, of = seats.2, accusation = %hash, "accusation closed");
+                let _ = self.store_tx.send(StoreOp::AccusationClosed {
+                    hash: hash.clone(),
+                    state,
+                    seats,
+                });
+                let _ = self.store_tx.send(StoreOp::Incident {
+                    kind: if certified {
+                        "accusation_certified"
+                    } else {
+                        "accusation_refused"
+                    },
+                    subject: subject.to_hex(),
+                    detail: format!(
+                        "{} of {} seats yes, {} no; accusation {hash}",
+                        seats.0, seats.2, seats.1
+                    ),
+                    at_ms: now,
+                });
+            }
             Event::SuspicionRaised {
                 subject,
                 score,
@@ -1346,6 +1468,42 @@ impl Driver<'_> {
 /// Puts the stored certificates back into the node (verified again) and
 /// returns the ones enforced when the sentinel stopped whose quarantine has
 /// ended since.
+/// The node's config: detection's suspicion policy, and voting with the
+/// loaded model's hash pinned.
+fn node_config(
+    cfg: &Config,
+    scorer: Option<&sentinel_models::TractScorer>,
+) -> sentinel_protocol::Config {
+    let mut c = sentinel_protocol::Config {
+        suspicion: cfg.detection.policy(),
+        ..sentinel_protocol::Config::default()
+    };
+    c.quarantine.voted_ttl_ms = cfg.quorum.quarantine_minutes * 60_000;
+    let mut model = [0u8; 32];
+    if let Some(s) = scorer
+        && hex::decode_to_slice(&s.manifest().sha256, &mut model).is_ok()
+        && cfg.quorum_on()
+    {
+        c.quarantine.model = model;
+        c.quorum.enabled = true;
+        c.quorum.vote_threshold = Score::quantise(cfg.quorum.vote_threshold);
+        c.quorum.accusations_per_hour = cfg.quorum.accusations_per_hour;
+    }
+    c
+}
+
+/// Marks the accusations this sentinel voted on within the last day as
+/// decided, so that a restart never votes on one twice.
+fn restore_votes(node: &mut Node<RealCrypto>, store: &Store) -> Result<(), StartError> {
+    let since = now_ms().saturating_sub(24 * 3_600_000);
+    let hashes = store.voted_since(since).map_err(ctx("database"))?;
+    node.restore_votes(hashes.iter().filter_map(|h| {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(h, &mut b).ok().map(|()| b)
+    }));
+    Ok(())
+}
+
 fn restore_certificates(
     node: &mut Node<RealCrypto>,
     store: &Store,

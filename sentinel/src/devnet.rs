@@ -95,6 +95,21 @@ pub fn free_port(udp: bool) -> std::io::Result<SocketAddr> {
     }
 }
 
+/// Makes the sentinel of `config` misbehave (`[testing] attack`), for a
+/// demo or a test of the mesh's answer.
+///
+/// # Errors
+/// A message naming what failed.
+pub fn set_attack(config: &Path, attack: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(config)
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+    writeln!(f, "\n[testing]\nattack = {attack:?}")
+        .map_err(|e| format!("{}: {e}", config.display()))
+}
+
 /// Creates `n` sentinel directories under `root` with one genesis roster and
 /// address book; returns them. Extra identities (not on the roster) can be
 /// made with `outsiders`, for tests of refusal.

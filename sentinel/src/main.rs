@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use sentinel::config::{Config, LogFormat};
 use sentinel::daemon::Daemon;
 use sentinel::devnet;
+use sentinel_models::Scorer as _;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -86,6 +87,25 @@ enum Command {
         /// The mesh's genesis roster.
         #[arg(long)]
         roster: PathBuf,
+        /// SHA-256 (hex) of the model the mesh pins, which a voted
+        /// certificate's accusation must name (default: the shipped
+        /// classifier's).
+        #[arg(long)]
+        model_sha256: Option<String>,
+        /// Length of a voted quarantine in the mesh's policy, minutes.
+        #[arg(long, default_value_t = 60)]
+        quarantine_minutes: u64,
+    },
+    /// Incidents this sentinel recorded (suspicions, accusations, votes'
+    /// outcomes, quarantines, failures), oldest first.
+    Incidents {
+        /// From when: Unix ms, or a duration back from now (90s, 30m, 12h,
+        /// 7d).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Config file.
+        #[arg(long, short, default_value = "sentinel.toml")]
+        config: PathBuf,
     },
     /// Start N sentinels on 127.0.0.1 with a fresh genesis; Ctrl-C stops all.
     Devnet {
@@ -99,6 +119,10 @@ enum Command {
         /// sentinel's model scored (default: run until Ctrl-C).
         #[arg(long)]
         seconds: Option<u64>,
+        /// Make the last sentinel misbehave (`flooder`: it pings every
+        /// neighbour 60 times a second) and watch the others vote it out.
+        #[arg(long)]
+        attack: Option<String>,
     },
 }
 
@@ -153,8 +177,15 @@ fn main() -> ExitCode {
                 nodes,
                 dir,
                 seconds,
-            } => devnet_cmd(nodes, dir, seconds).await,
-            Command::VerifyCert { file, roster } => verify_cert(&file, &roster),
+                attack,
+            } => devnet_cmd(nodes, dir, seconds, attack.as_deref()).await,
+            Command::VerifyCert {
+                file,
+                roster,
+                model_sha256,
+                quarantine_minutes,
+            } => verify_cert(&file, &roster, model_sha256.as_deref(), quarantine_minutes),
+            Command::Incidents { since, config } => incidents(&config, &since).await,
             Command::Quarantine {
                 command: QuarantineCommand::List { config },
             } => quarantine_list(&config).await,
@@ -174,7 +205,12 @@ fn main() -> ExitCode {
 
 /// `sentinel verify-cert`: decode strictly, verify against the roster and
 /// the default quarantine policy, print what it proves.
-fn verify_cert(file: &Path, roster: &Path) -> Result<(), String> {
+fn verify_cert(
+    file: &Path,
+    roster: &Path,
+    model: Option<&str>,
+    quarantine_minutes: u64,
+) -> Result<(), String> {
     use sentinel_protocol::codec::Codec;
     use sentinel_protocol::evidence::{Certificate, MAX_CERTIFICATE_LEN, QuarantinePolicy};
     use std::io::Read;
@@ -194,7 +230,20 @@ fn verify_cert(file: &Path, roster: &Path) -> Result<(), String> {
     }
     let cert = Certificate::decode_exact(&bytes)
         .map_err(|e| format!("{}: not a certificate: {e}", file.display()))?;
-    let policy = QuarantinePolicy::default();
+    let model = match model {
+        Some(m) => m.to_owned(),
+        None => sentinel_models::shipped::load("mlp-classifier", None)
+            .map_err(|e| e.to_string())?
+            .manifest()
+            .sha256
+            .clone(),
+    };
+    let mut policy = QuarantinePolicy {
+        voted_ttl_ms: quarantine_minutes.saturating_mul(60_000),
+        ..QuarantinePolicy::default()
+    };
+    hex::decode_to_slice(&model, &mut policy.model)
+        .map_err(|e| format!("--model-sha256 {model:?}: {e}"))?;
     let proven = cert
         .verify(&roster, &policy)
         .map_err(|e| format!("certificate does NOT verify: {e}"))?;
@@ -357,6 +406,31 @@ async fn api_get(cfg: &Config, path: &str) -> Result<serde_json::Value, String> 
 
 /// Member names by hex id, from the genesis roster (empty if unreadable:
 /// names are a convenience here).
+async fn incidents(config: &Path, since: &str) -> Result<(), String> {
+    let cfg = load_config(config)?;
+    let since_ms = sentinel::export::parse_since(since, sentinel::now_ms())?;
+    let value = api_get(&cfg, &format!("/v1/incidents?since={since_ms}")).await?;
+    let names = member_names(&cfg);
+    let rows = value["incidents"].as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        println!("no incidents since {since_ms}");
+        return Ok(());
+    }
+    for r in &rows {
+        let subject = r["subject"].as_str().unwrap_or("?");
+        let name = names.get(subject).map_or("", String::as_str);
+        println!(
+            "{:>13}  {:<22} {:<16} {:<10} {}",
+            r["at_ms"].as_u64().unwrap_or(0),
+            r["kind"].as_str().unwrap_or("?"),
+            subject.get(..16).unwrap_or(subject),
+            name,
+            r["detail"].as_str().unwrap_or(""),
+        );
+    }
+    Ok(())
+}
+
 fn member_names(cfg: &Config) -> std::collections::BTreeMap<String, String> {
     sentinel_protocol::Roster::load_genesis(&cfg.node.genesis)
         .map(|r| {
@@ -449,13 +523,27 @@ async fn quarantine_show(config: &Path, node: &str, out: Option<&Path>) -> Resul
     Ok(())
 }
 
-async fn devnet_cmd(n: usize, dir: Option<PathBuf>, seconds: Option<u64>) -> Result<(), String> {
+async fn devnet_cmd(
+    n: usize,
+    dir: Option<PathBuf>,
+    seconds: Option<u64>,
+    attack: Option<&str>,
+) -> Result<(), String> {
     let root = match dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("sentinel-devnet-{}", std::process::id())),
     };
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     let nodes = devnet::prepare(&root, "devnet", n, 0)?;
+    if let Some(attack) = attack {
+        let last = nodes.last().ok_or("a devnet needs at least one node")?;
+        devnet::set_attack(&last.config, attack)?;
+        println!(
+            "node {} ({}) runs attack {attack:?}",
+            nodes.len() - 1,
+            last.id
+        );
+    }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut children = Vec::new();
     for node in &nodes {
@@ -531,6 +619,31 @@ async fn devnet_cmd(n: usize, dir: Option<PathBuf>, seconds: Option<u64>) -> Res
     for (i, node) in nodes.iter().enumerate() {
         println!("  node-{i} {}", detection_summary(node).await);
     }
+    println!("quarantines enforced (by roster name):");
+    let names: std::collections::BTreeMap<String, String> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.to_hex(), format!("node-{i}")))
+        .collect();
+    for (i, node) in nodes.iter().enumerate() {
+        let held = match node.api_json("/v1/status").await {
+            Ok(s) => s["quarantined"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str())
+                        .map(|h| names.get(h).cloned().unwrap_or_else(|| h.to_owned()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default(),
+            Err(_) => "no answer".into(),
+        };
+        println!(
+            "  node-{i}: {}",
+            if held.is_empty() { "none" } else { &held }
+        );
+    }
     println!("stopping {} sentinels", children.len());
     for c in &children {
         if let Some(pid) = c.id() {
@@ -575,12 +688,13 @@ async fn detection_summary(node: &devnet::DevNode) -> String {
 async fn summary(node: &devnet::DevNode) -> String {
     match node.api_json("/v1/status").await.ok() {
         Some(s) => format!(
-            "{} active {} heard {} signed {} raised {}",
+            "{} active {} heard {} signed {} raised {} quarantined {}",
             &node.id.to_string()[..6],
             s["active"].as_array().map_or(0, Vec::len),
             s["origins_heard"],
             s["reports_signed"],
-            s["detection"]["suspicions_raised"]
+            s["detection"]["suspicions_raised"],
+            s["quarantined"].as_array().map_or(0, Vec::len),
         ),
         None => format!("{} starting", &node.id.to_string()[..6]),
     }

@@ -45,6 +45,10 @@ pub struct Metrics {
     pub suspicion_raised: Counter,
     /// Neighbours under local suspicion now.
     pub locally_suspected: Gauge,
+    /// Accusations this sentinel put to a committee.
+    pub accusations_made: Counter,
+    /// Votes this sentinel signed.
+    pub votes_cast: Counter,
     auth_failures: Family<Reason, Counter>,
     active: Gauge,
     passive: Gauge,
@@ -130,6 +134,16 @@ impl Metrics {
             suspicion_raised: reg!(
                 "suspicion_raised",
                 "Times local suspicion of a neighbour was raised by model scores",
+                Counter::default()
+            ),
+            accusations_made: reg!(
+                "accusations_made",
+                "Accusations this sentinel put to a committee",
+                Counter::default()
+            ),
+            votes_cast: reg!(
+                "votes_cast",
+                "Votes this sentinel signed on others' accusations and its own",
                 Counter::default()
             ),
             locally_suspected: reg!(

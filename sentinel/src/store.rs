@@ -83,7 +83,71 @@ const MIGRATIONS: &[&str] = &[
     // are version 1 and stay, but only rows of the running schema are read
     // back as features.
     "ALTER TABLE scores ADD COLUMN feature_schema INTEGER NOT NULL DEFAULT 1;",
+    // 6: voted quarantine: this sentinel's accusations and the votes it
+    // cast, each with its signed frame.
+    "CREATE TABLE accusations (
+         hash TEXT PRIMARY KEY,
+         at_ms INTEGER NOT NULL,
+         subject TEXT NOT NULL,
+         score INTEGER NOT NULL,
+         committee INTEGER NOT NULL,
+         state TEXT NOT NULL,
+         yes_seats INTEGER NOT NULL DEFAULT 0,
+         no_seats INTEGER NOT NULL DEFAULT 0,
+         total_seats INTEGER NOT NULL DEFAULT 0,
+         frame BLOB NOT NULL
+     ) STRICT;
+     CREATE INDEX accusations_at ON accusations (at_ms);
+     CREATE TABLE votes (
+         accusation TEXT PRIMARY KEY,
+         at_ms INTEGER NOT NULL,
+         accuser TEXT NOT NULL,
+         subject TEXT NOT NULL,
+         verdict TEXT NOT NULL,
+         frame BLOB NOT NULL
+     ) STRICT;
+     CREATE INDEX votes_at ON votes (at_ms);",
 ];
+
+/// One accusation this sentinel made.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccusationRow {
+    /// Hex SHA-256 of its signed content.
+    pub hash: String,
+    /// When it was made, Unix ms.
+    pub at_ms: u64,
+    /// Hex id of the accused.
+    pub subject: String,
+    /// The accused score, basis points.
+    pub score: u16,
+    /// Members of the committee.
+    pub committee: u64,
+    /// `open`, `certified` or `refused` (refused or timed out).
+    pub state: String,
+    /// Seats that voted yes, no, and in all (when closed).
+    pub seats: (u64, u64, u64),
+    /// The signed accusation.
+    #[serde(skip)]
+    pub frame: Vec<u8>,
+}
+
+/// One vote this sentinel cast.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VoteRow {
+    /// Hex SHA-256 of the accusation voted on.
+    pub accusation: String,
+    /// When, Unix ms.
+    pub at_ms: u64,
+    /// Hex id of the accuser.
+    pub accuser: String,
+    /// Hex id of the accused.
+    pub subject: String,
+    /// The verdict's name (`yes`, `own-view-below`, ...).
+    pub verdict: String,
+    /// The signed vote.
+    #[serde(skip)]
+    pub frame: Vec<u8>,
+}
 
 /// One scored (subject, window) as stored.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -717,6 +781,124 @@ impl Store {
         Ok(())
     }
 
+    /// Stores an accusation this sentinel made.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn save_accusation(&mut self, row: &AccusationRow) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO accusations (hash, at_ms, subject, score, committee, state,
+                 frame) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                row.hash,
+                to_i64(row.at_ms),
+                row.subject,
+                row.score,
+                to_i64(row.committee),
+                row.state,
+                row.frame
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records how an accusation ended.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn close_accusation(
+        &mut self,
+        hash: &str,
+        state: &str,
+        (yes, no, total): (u64, u64, u64),
+    ) -> Result<(), StoreError> {
+        self.db.execute(
+            "UPDATE accusations SET state = ?2, yes_seats = ?3, no_seats = ?4, total_seats = ?5
+             WHERE hash = ?1",
+            params![hash, state, to_i64(yes), to_i64(no), to_i64(total)],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a vote this sentinel cast (one per accusation).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn save_vote(&mut self, row: &VoteRow) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO votes (accusation, at_ms, accuser, subject, verdict, frame)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                row.accusation,
+                to_i64(row.at_ms),
+                row.accuser,
+                row.subject,
+                row.verdict,
+                row.frame
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The newest `limit` accusations, newest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn accusations(&self, limit: usize) -> Result<Vec<AccusationRow>, StoreError> {
+        let mut stmt = self.db.prepare(
+            "SELECT hash, at_ms, subject, score, committee, state, yes_seats, no_seats,
+                 total_seats, frame FROM accusations ORDER BY at_ms DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![to_i64(limit as u64)], |r| {
+            Ok(AccusationRow {
+                hash: r.get(0)?,
+                at_ms: to_u64(r.get(1)?),
+                subject: r.get(2)?,
+                score: u16::try_from(r.get::<_, i64>(3)?).unwrap_or(u16::MAX),
+                committee: to_u64(r.get(4)?),
+                state: r.get(5)?,
+                seats: (to_u64(r.get(6)?), to_u64(r.get(7)?), to_u64(r.get(8)?)),
+                frame: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest `limit` votes cast, newest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn votes(&self, limit: usize) -> Result<Vec<VoteRow>, StoreError> {
+        let mut stmt = self.db.prepare(
+            "SELECT accusation, at_ms, accuser, subject, verdict, frame FROM votes
+             ORDER BY at_ms DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![to_i64(limit as u64)], |r| {
+            Ok(VoteRow {
+                accusation: r.get(0)?,
+                at_ms: to_u64(r.get(1)?),
+                accuser: r.get(2)?,
+                subject: r.get(3)?,
+                verdict: r.get(4)?,
+                frame: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Hashes of the accusations voted on since `since_ms` (restored into
+    /// the node so that a restart does not vote twice).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn voted_since(&self, since_ms: u64) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT accusation FROM votes WHERE at_ms >= ?1")?;
+        let rows = stmt.query_map(params![to_i64(since_ms)], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Stores a certificate durably (committed when this returns); a second
     /// copy of one fault's certificate changes nothing.
     ///
@@ -866,6 +1048,12 @@ impl Store {
             "DELETE FROM scores WHERE window_ms < ?1",
             [to_i64(now_ms.saturating_sub(retention_ms))],
         )? as u64;
+        for table in ["accusations", "votes"] {
+            deleted += self.db.execute(
+                &format!("DELETE FROM {table} WHERE at_ms < ?1"),
+                [to_i64(now_ms.saturating_sub(retention_ms))],
+            )? as u64;
+        }
         // Certificates whose quarantine ended longer ago than the retention.
         deleted += self.db.execute(
             "DELETE FROM certificates WHERE until_ms < ?1",
@@ -958,6 +1146,45 @@ mod tests {
         // Time has passed since: the restored copy still starts past e3.
         let e4 = restored.begin_epoch(3_000).unwrap();
         assert!(e4 > e3, "{e4} <= {e3}");
+    }
+
+    #[test]
+    fn accusations_and_votes_round_trip_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let dd = DataDir::lock(dir.path()).unwrap();
+        let mut s = Store::open(&dd).unwrap();
+        let a = AccusationRow {
+            hash: "ab".repeat(32),
+            at_ms: 5_000,
+            subject: "cd".repeat(32),
+            score: 9_500,
+            committee: 7,
+            state: "open".into(),
+            seats: (0, 0, 0),
+            frame: vec![1, 2, 3],
+        };
+        s.save_accusation(&a).unwrap();
+        s.save_accusation(&a).unwrap();
+        s.close_accusation(&a.hash, "certified", (5, 1, 7)).unwrap();
+        let v = VoteRow {
+            accusation: "ef".repeat(32),
+            at_ms: 6_000,
+            accuser: "01".repeat(32),
+            subject: "cd".repeat(32),
+            verdict: "own-view-below".into(),
+            frame: vec![4, 5],
+        };
+        s.save_vote(&v).unwrap();
+        drop(s);
+        let s = Store::open(&dd).unwrap();
+        let got = s.accusations(10).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].state, "certified");
+        assert_eq!(got[0].seats, (5, 1, 7));
+        assert_eq!(got[0].frame, vec![1, 2, 3]);
+        assert_eq!(s.votes(10).unwrap(), vec![v.clone()]);
+        assert_eq!(s.voted_since(6_000).unwrap(), vec![v.accusation.clone()]);
+        assert!(s.voted_since(6_001).unwrap().is_empty());
     }
 
     #[test]
