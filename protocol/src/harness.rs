@@ -247,8 +247,8 @@ impl<C: Crypto> Harness<C> {
                 subject,
                 rows,
             } => {
-                let scores = [scorer(subject, &rows[0]), scorer(subject, &rows[1])];
-                node.handle_replay(*accusation, scores, now);
+                let scores: Vec<Score> = rows.iter().map(|r| scorer(subject, r)).collect();
+                node.handle_replay(*accusation, &scores, now);
             }
             _ => {}
         }

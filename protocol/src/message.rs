@@ -206,11 +206,14 @@ const TAG_DIGEST: u8 = 14;
 /// The tag of [`Message::Certificate`].
 pub const TAG_CERTIFICATE: u8 = 15;
 const TAG_SEEN: u8 = 16;
-const TAG_QUARANTINES: u8 = 17;
-const TAG_WANTED: u8 = 18;
+/// The tag of [`Message::Quarantines`].
+pub const TAG_QUARANTINES: u8 = 17;
+/// The tag of [`Message::Wanted`].
+pub const TAG_WANTED: u8 = 18;
 /// The tag of [`Message::Accuse`].
 pub const TAG_ACCUSE: u8 = 19;
-const TAG_EVIDENCE_WANTED: u8 = 20;
+/// The tag of [`Message::EvidenceWanted`].
+pub const TAG_EVIDENCE_WANTED: u8 = 20;
 /// The tag of [`Message::EvidenceReport`].
 pub const TAG_EVIDENCE_REPORT: u8 = 21;
 /// The tag of [`Message::Vote`].
@@ -264,6 +267,27 @@ fn read_entries(
             })
         })
         .collect()
+}
+
+/// Whether a link message is quarantine traffic: accusations, evidence,
+/// votes, certificates and their offers. It comes in bursts when the mesh
+/// votes (a voted certificate is up to half a megabyte), so hosts leave it
+/// out of the network counters they report as their own host's, which
+/// would otherwise make every voter look like a host gone wrong.
+#[must_use]
+pub fn is_quarantine_traffic(bytes: &[u8]) -> bool {
+    matches!(
+        bytes.first(),
+        Some(
+            &(TAG_ACCUSE
+                | TAG_VOTE
+                | TAG_EVIDENCE_REPORT
+                | TAG_EVIDENCE_WANTED
+                | TAG_CERTIFICATE
+                | TAG_QUARANTINES
+                | TAG_WANTED)
+        )
+    )
 }
 
 fn read_frame<'a>(

@@ -337,15 +337,16 @@ pub enum Event {
         frame: Arc<[u8]>,
     },
     /// Rows for the host to score for a vote: the accuser's row replayed
-    /// from the evidence, then this node's own row of the subject. Answer
-    /// with [`Node::handle_replay`].
+    /// from the evidence, then the subject's row as each of its reporters
+    /// sees it from the signed reports (this node's own view of it).
+    /// Answer with [`Node::handle_replay`], one score per row.
     ReplayRequest {
         /// The accusation voted on.
         accusation: [u8; 32],
         /// Its subject.
         subject: NodeId,
-        /// The replayed row and the own row.
-        rows: Box<[Row; 2]>,
+        /// The replayed row, then one per reporter.
+        rows: Vec<Row>,
     },
     /// This node voted on an accusation.
     VoteCast {
@@ -1131,9 +1132,37 @@ impl<C: Crypto> Node<C> {
         if enforced {
             self.enforce(subject);
         }
+        self.subject_certified(&subject);
         let mut ctx = ctx!(self);
-        for q in self.membership.active().collect::<Vec<_>>() {
-            if Some(q) != from && q != subject {
+        let neighbours: Vec<NodeId> = self
+            .membership
+            .active()
+            .filter(|q| Some(*q) != from && *q != subject)
+            .collect();
+        if fault == Fault::Voted {
+            // A voted certificate is large (up to half a megabyte): offer
+            // it, and send it to the neighbours that ask.
+            for q in neighbours {
+                if !ctx.offered.contains_key(&q)
+                    && ctx.offered.len() >= MAX_OFFERS
+                    && let Some(first) = ctx.offered.keys().next().copied()
+                {
+                    ctx.offered.remove(&first);
+                }
+                ctx.offered.entry(q).or_default().insert(subject);
+                ctx.send(
+                    q,
+                    &Message::Quarantines {
+                        entries: vec![crate::message::DigestEntry {
+                            origin: subject,
+                            epoch: position.0,
+                            sequence: position.1,
+                        }],
+                    },
+                );
+            }
+        } else {
+            for q in neighbours {
                 ctx.send_bytes(q, Class::Stream, message.clone());
             }
         }

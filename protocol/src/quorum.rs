@@ -25,12 +25,13 @@
 //! 3. **Vote.** A member pulls the reports it lacks, checks them, and
 //!    replays the accuser's row: the replayed score must agree with the
 //!    accused one within [`crate::features::Score::REPLAY_MARGIN`], or the
-//!    vote says why not. It then makes **its own row** from the same signed
-//!    reports as a third party — the accuser's report counts as one
-//!    reporter among the subject's others, aggregated robustly, and the
-//!    accuser's relay record does not count — scores it with the pinned
-//!    model and votes yes only if that score reaches the threshold
-//!    ([`Verdict`]).
+//!    vote says why not. It then forms **its own view** from the same signed
+//!    reports: the subject's row as each of its reporters sees it (each
+//!    reporter's signed report as the observer's own; no relay record,
+//!    which only the observer itself holds), scored with the pinned model;
+//!    the lower median of those scores must reach the threshold for a yes
+//!    ([`Verdict`]), so the accuser's report is one view among the
+//!    subject's others and liars need more than half of them.
 //! 4. **Certificate.** The accusation and the yes votes of members holding
 //!    at least two thirds of the committee's seats ([`Votes`]) are a
 //!    quarantine certificate ([`crate::evidence::Reason::Votes`]) that
@@ -44,7 +45,7 @@
 //! hold two thirds of one with probability at most [`COMMITTEE_BOUND`] per
 //! epoch over all subjects, so a certificate needs at least one honest yes
 //! except with that probability; each honest yes is that member's own
-//! score of the signed evidence.
+//! scoring of the signed evidence.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -9,10 +9,17 @@
 //!
 //! As **voter**, a node on the subject's committee checks the accusation,
 //! asks the accuser for the reports it does not hold, verifies each against
-//! its reference, and asks its host to score two rows
-//! ([`Event::ReplayRequest`]): the accuser's, replayed, and its own, made
-//! from the same signed reports as a third party. [`Node::handle_replay`]
-//! turns the scores into a signed vote for the accuser.
+//! its reference, and asks its host to score rows
+//! ([`Event::ReplayRequest`]): the accuser's, replayed, and the subject's
+//! row as each of its reporters sees it from the same signed reports.
+//! [`Node::handle_replay`] turns the scores into a signed vote for the
+//! accuser: yes when the replay agrees and the lower median of the
+//! reporters' scores reaches the threshold.
+//!
+//! Once any certificate about a subject is held, this node's open
+//! accusations of it close, and a member opens one ballot per subject at
+//! a time (a second accuser of the same subject waits for the outcome of
+//! the first).
 //!
 //! Rate limits: a node accuses at most `accusations_per_hour` times and
 //! one subject at most once per `accusation_spacing_ms`; a voter takes at
@@ -129,6 +136,8 @@ pub(crate) struct Voting {
     made: VecDeque<u64>,
     ballots: BTreeMap<[u8; 32], Ballot>,
     taken: BTreeMap<NodeId, VecDeque<u64>>,
+    /// Ballots opened per subject in the last hour.
+    about: BTreeMap<NodeId, VecDeque<u64>>,
     decided: BTreeSet<[u8; 32]>,
     decided_order: VecDeque<[u8; 32]>,
 }
@@ -361,16 +370,30 @@ impl<C: Crypto> Node<C> {
             self.stats.accusations_refused += 1;
             return;
         }
-        let sits = self.committee_for(&a.subject, a.window_ms).seats(&self.me) > 0;
-        let taken = self.voting.taken.entry(from).or_default();
-        if !sits
-            || within_hour(taken, now_ms) >= usize::from(self.cfg.quorum.accusations_per_hour)
+        // One ballot per subject at a time (a second accuser of the same
+        // subject waits for the first's outcome), and the hourly limits per
+        // accuser and per subject.
+        let limit = usize::from(self.cfg.quorum.accusations_per_hour);
+        let refused = self.committee_for(&a.subject, a.window_ms).seats(&self.me) == 0
+            || self.quarantine.is_enforced(&a.subject, now_ms)
             || self.voting.ballots.len() >= self.cfg.quorum.max_open_ballots
-        {
+            || self
+                .voting
+                .ballots
+                .values()
+                .any(|b| b.accusation.subject == a.subject)
+            || within_hour(self.voting.taken.entry(from).or_default(), now_ms) >= limit
+            || within_hour(self.voting.about.entry(a.subject).or_default(), now_ms) >= limit;
+        if refused {
             self.stats.accusations_refused += 1;
             return;
         }
-        taken.push_back(now_ms);
+        self.voting.taken.entry(from).or_default().push_back(now_ms);
+        self.voting
+            .about
+            .entry(a.subject)
+            .or_default()
+            .push_back(now_ms);
         let q = self.cfg.quorum;
         let early = if a.model != self.cfg.quarantine.model {
             Some(Verdict::ModelMismatch)
@@ -559,7 +582,7 @@ impl<C: Crypto> Node<C> {
             horizon_ms,
             reports: &held(subject, relays, decoded.iter()),
         });
-        // The own row: this node's report joins when the evidence lacks it.
+        // This node's own report joins when the evidence lacks it.
         let mine: Vec<(NodeId, (u64, u64), Report)> = if decoded.iter().any(|d| d.0 == self.me) {
             Vec::new()
         } else {
@@ -568,31 +591,63 @@ impl<C: Crypto> Node<C> {
                 .into_iter()
                 .collect()
         };
-        let own = crate::features::extract(&Inputs {
-            subject,
-            observer: self.me,
-            now_ms: window,
-            horizon_ms,
-            reports: &held(subject, Relays::default(), decoded.iter().chain(&mine)),
-        });
+        let all: Vec<&(NodeId, (u64, u64), Report)> = decoded.iter().chain(&mine).collect();
+        // Its own view: the subject as each of its reporters sees it, from
+        // their signed reports alone (a reporter is a signer that observes
+        // the subject and that the subject's own report names).
+        let named: BTreeSet<NodeId> = all
+            .iter()
+            .find(|d| d.0 == subject)
+            .map(|d| d.2.neighbours.iter().map(|o| o.neighbour).collect())
+            .unwrap_or_default();
+        let mut rows = vec![replay];
+        for (signer, _, report) in &all {
+            if *signer == subject
+                || !named.contains(signer)
+                || !report.neighbours.iter().any(|o| o.neighbour == subject)
+            {
+                continue;
+            }
+            rows.push(crate::features::extract(&Inputs {
+                subject,
+                observer: *signer,
+                now_ms: window,
+                horizon_ms,
+                reports: &held(subject, Relays::default(), all.iter().copied()),
+            }));
+        }
         ctx!(self).event(Event::ReplayRequest {
             accusation: hash,
             subject,
-            rows: Box::new([replay, own]),
+            rows,
         });
     }
 
-    /// Takes back the host's scores for an [`Event::ReplayRequest`]: the
-    /// replayed row's, then the own row's. Signs the vote and sends it to
-    /// the accuser.
-    pub fn handle_replay(&mut self, accusation: [u8; 32], scores: [Score; 2], now_ms: u64) {
+    /// The own-view score from the scores of the subject's reporters'
+    /// rows: the lower median, so that it is high only when more than
+    /// half of the reporters' views are (0 with no reporter).
+    fn own_view(scores: &[Score]) -> Score {
+        let mut s = scores.to_vec();
+        s.sort_unstable();
+        s.get(s.len().saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Takes back the host's scores for an [`Event::ReplayRequest`], one
+    /// per row in order: the replayed row's, then the reporters' rows'.
+    /// Signs the vote and sends it to the accuser.
+    pub fn handle_replay(&mut self, accusation: [u8; 32], scores: &[Score], now_ms: u64) {
         let Some(ballot) = self.voting.ballots.get(&accusation) else {
+            return;
+        };
+        let Some((&replayed, reporters)) = scores.split_first() else {
             return;
         };
         if !ballot.scoring {
             return;
         }
-        let [replayed, own] = scores;
+        let own = Self::own_view(reporters);
         let a = &ballot.accusation;
         let verdict = if !a.score.agrees(replayed) {
             Verdict::ReplayDisagrees
@@ -727,6 +782,21 @@ impl<C: Crypto> Node<C> {
     fn seats_of(acc: &Accusing) -> (u64, u64, u64) {
         let yes = acc.yes.keys().map(|v| acc.committee.seats(v)).sum();
         (yes, acc.no_seats, acc.committee.total())
+    }
+
+    /// A certificate about `subject` is held: this node's open
+    /// accusations of it have nothing left to do.
+    pub(super) fn subject_certified(&mut self, subject: &NodeId) {
+        let done: Vec<[u8; 32]> = self
+            .voting
+            .accusing
+            .iter()
+            .filter(|(_, a)| a.subject == *subject)
+            .map(|(h, _)| *h)
+            .collect();
+        for hash in done {
+            self.close(hash, false);
+        }
     }
 
     /// Accusations this node voted on before a restart (from the host's

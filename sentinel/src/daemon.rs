@@ -524,6 +524,7 @@ impl Daemon {
             },
             outside: None,
             scorer,
+            quarantine_bytes: (0, 0),
         };
         d.lift_ended_while_down(&ended_while_down);
         d.sync_enforcement(&node);
@@ -587,6 +588,12 @@ impl Daemon {
                     let mut sample = HostSample::default();
                     if cfg.collect.host {
                         (sample, host_extra) = host.sample();
+                        let (rx, tx) = std::mem::take(&mut d.quarantine_bytes);
+                        let less = |v: u32, by: u64| {
+                            u32::try_from(u64::from(v).saturating_sub(by)).unwrap_or(v)
+                        };
+                        sample.net_in_bytes = less(sample.net_in_bytes, rx);
+                        sample.net_out_bytes = less(sample.net_out_bytes, tx);
                     }
                     if let Some(g) = guarded.as_mut() {
                         g.fill(&mut sample);
@@ -722,6 +729,10 @@ struct Driver<'a> {
     scorer: Option<TractScorer>,
     /// Scoring since start, for the status.
     detection: DetectionStatus,
+    /// Quarantine traffic (accusations, evidence, votes, certificates)
+    /// received and sent since the last host sample, bytes: left out of
+    /// the host's network counters (`message::is_quarantine_traffic`).
+    quarantine_bytes: (u64, u64),
 }
 
 impl Driver<'_> {
@@ -755,6 +766,9 @@ impl Driver<'_> {
         match ev {
             NetEvent::Message { peer, bytes } => {
                 self.shared.metrics.messages_in.inc();
+                if sentinel_protocol::message::is_quarantine_traffic(&bytes) {
+                    self.quarantine_bytes.0 += bytes.len() as u64;
+                }
                 node.handle_message(now_ms(), peer, bytes);
             }
             NetEvent::Up {
@@ -888,12 +902,12 @@ impl Driver<'_> {
     /// Scores the two rows of a vote (the accuser's, replayed, and this
     /// sentinel's own) and hands the scores to the node, which signs the
     /// vote.
-    fn replay(&mut self, node: &mut Node<RealCrypto>, accusation: [u8; 32], rows: &[Row; 2]) {
+    fn replay(&mut self, node: &mut Node<RealCrypto>, accusation: [u8; 32], rows: &[Row]) {
         let Some(scorer) = self.scorer.as_mut() else {
             return;
         };
         match scorer.score(rows) {
-            Ok(s) if s.len() == 2 => node.handle_replay(accusation, [s[0], s[1]], now_ms()),
+            Ok(s) if s.len() == rows.len() => node.handle_replay(accusation, &s, now_ms()),
             Ok(_) => warn!("the scorer returned the wrong number of scores; no vote"),
             Err(e) => warn!(error = %e, "scoring a vote failed; no vote"),
         }
@@ -1084,6 +1098,9 @@ impl Driver<'_> {
     }
 
     fn send(&mut self, to: NodeId, class: Class, bytes: Arc<[u8]>) {
+        if sentinel_protocol::message::is_quarantine_traffic(&bytes) {
+            self.quarantine_bytes.1 += bytes.len() as u64;
+        }
         let m = &self.shared.metrics;
         let state = self.peers.entry(to).or_default();
         if let Some(link) = &state.link {

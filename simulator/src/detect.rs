@@ -26,6 +26,9 @@ pub struct DetectionSettings {
     pub raise_after: u8,
     /// Consecutive low windows that clear.
     pub clear_after: u8,
+    /// Voted quarantine: nodes accuse what they suspect and vote on each
+    /// other's accusations with the model (which must be set).
+    pub quorum: bool,
 }
 
 impl Default for DetectionSettings {
@@ -37,6 +40,7 @@ impl Default for DetectionSettings {
             clear: p.clear.as_f32(),
             raise_after: p.raise_after,
             clear_after: p.clear_after,
+            quorum: false,
         }
     }
 }
@@ -63,6 +67,15 @@ pub(crate) struct Pending {
     pub(crate) window: u64,
     pub(crate) time_us: u64,
     pub(crate) rows: Vec<(NodeId, Row)>,
+}
+
+/// A vote's rows waiting for the batched model call: the accuser's row
+/// replayed, then one per reporter of the subject.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingReplay {
+    pub(crate) node: u32,
+    pub(crate) accusation: [u8; 32],
+    pub(crate) rows: Vec<Row>,
 }
 
 /// Ground truth about one subject in one window.
@@ -150,6 +163,7 @@ pub(crate) struct Detection {
     pub(crate) scorer: Option<TractScorer>,
     pub(crate) dataset: Option<Dataset>,
     pub(crate) pending: Vec<Pending>,
+    pub(crate) replays: Vec<PendingReplay>,
     pub(crate) tally: Tally,
     pub(crate) raise: Score,
     /// (subject, window bucket) pairs seen high, per attack kind, for the
@@ -168,6 +182,7 @@ impl Detection {
             scorer,
             dataset,
             pending: Vec::new(),
+            replays: Vec::new(),
             tally: Tally::default(),
             raise,
             windows: BTreeMap::new(),
@@ -209,6 +224,38 @@ impl Detection {
             .into_iter()
             .map(|p| {
                 let s: Vec<Option<Score>> = it.by_ref().take(p.rows.len()).collect();
+                (p, s)
+            })
+            .collect()
+    }
+
+    /// Scores every pending vote's rows in one call; none without a model.
+    pub(crate) fn score_replays(&mut self) -> Vec<(PendingReplay, Vec<Score>)> {
+        let pending = std::mem::take(&mut self.replays);
+        let Some(s) = self.scorer.as_mut() else {
+            return Vec::new();
+        };
+        let rows: Vec<Row> = pending
+            .iter()
+            .flat_map(|p| p.rows.iter().copied())
+            .collect();
+        if rows.is_empty() {
+            return Vec::new();
+        }
+        let t = std::time::Instant::now();
+        let scores = match s.score(&rows) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error.get_or_insert(e.to_string());
+                return Vec::new();
+            }
+        };
+        self.tally.model_s += t.elapsed().as_secs_f64();
+        let mut it = scores.into_iter();
+        pending
+            .into_iter()
+            .map(|p| {
+                let s: Vec<Score> = it.by_ref().take(p.rows.len()).collect();
                 (p, s)
             })
             .collect()

@@ -28,16 +28,17 @@ use aws_lc_rs::digest;
 use sentinel_protocol::codec::Codec;
 use sentinel_protocol::crypto::{Crypto, ModelledCrypto, RealCrypto, VerifyCache};
 use sentinel_protocol::envelope::{self, Kind, Stamp, Verified};
+use sentinel_protocol::evidence::Fault;
 use sentinel_protocol::features::{self, Score};
 use sentinel_protocol::identity::{ED25519_SIGNATURE_LEN, ML_DSA_65_SIGNATURE_LEN, SEED_LEN};
-use sentinel_protocol::message::{Class, Message, TAG_REPORT};
+use sentinel_protocol::message::{self, Class, Message, TAG_REPORT};
 use sentinel_protocol::node::{DownReason, Event};
 use sentinel_protocol::rng::Rng;
 use sentinel_protocol::telemetry::{HostSample, Report};
 use sentinel_protocol::{Config, Error, Identity, MeshId, Node, NodeId, Roster, Transmit};
 
 use crate::adversary::{Attack, AttackKind};
-use crate::detect::{Detection, FALSE_RAISE_EXAMPLES, FalseRaise, Pending, Truth};
+use crate::detect::{Detection, FALSE_RAISE_EXAMPLES, FalseRaise, Pending, PendingReplay, Truth};
 use crate::metrics::Metrics;
 use crate::scenario::{ActionKind, CryptoMode, Scenario};
 use sentinel_datasets::{Dataset, EventRecord};
@@ -336,7 +337,14 @@ impl Sim {
             }
         }
         let end = sc.duration_s * 1_000_000;
-        let metrics = Metrics::new(n, sc.warmup_s * 1_000_000, sc.deadline_ms, sc.duration_s);
+        let mut metrics = Metrics::new(n, sc.warmup_s * 1_000_000, sc.deadline_ms, sc.duration_s);
+        for (i, s) in slots.iter().enumerate() {
+            if let Some(a) = &s.attack {
+                metrics
+                    .attackers
+                    .insert(i as u32, (a.kind.name(), a.start_us));
+            }
+        }
         let mut sim = Self {
             cfg,
             roster,
@@ -377,6 +385,17 @@ impl Sim {
     pub fn set_detection(&mut self, scorer: Option<TractScorer>, dataset: Option<Dataset>) {
         let enabled = scorer.is_some() || dataset.is_some();
         self.cfg.suspicion = self.sc.detection.policy(enabled);
+        if self.sc.detection.quorum
+            && let Some(s) = scorer.as_ref()
+            && hex::decode_to_slice(
+                &sentinel_models::Scorer::manifest(s).sha256,
+                &mut self.cfg.quarantine.model,
+            )
+            .is_ok()
+        {
+            self.cfg.quorum.enabled = true;
+            self.cfg.quorum.vote_threshold = self.cfg.suspicion.raise;
+        }
         self.detection = Detection::new(scorer, dataset, self.cfg.suspicion.raise);
     }
 
@@ -686,7 +705,9 @@ impl Sim {
         self.record_trace(from, to, &bytes);
         self.metrics
             .received(self.now, to, self.wire_len(bytes.len()));
-        self.slots[t].bytes_in += self.wire_len(bytes.len());
+        if !message::is_quarantine_traffic(&bytes) {
+            self.slots[t].bytes_in += self.wire_len(bytes.len());
+        }
         self.totals.deliveries += 1;
         let now_ms = self.node_ms(t);
         let from_id = self.ids[from as usize];
@@ -756,7 +777,16 @@ impl Sim {
                     None => continue,
                 }
             }
+            let quarantine = message::is_quarantine_traffic(&t.bytes);
+            if quarantine {
+                self.metrics.quorum_bytes[i] += t.bytes.len() as u64;
+            }
+            let wire = self.wire_len(t.bytes.len());
             self.send(i, to, t.class, t.bytes, 0);
+            if quarantine {
+                // Not the host's own traffic (see `is_quarantine_traffic`).
+                self.slots[i].bytes_out = self.slots[i].bytes_out.saturating_sub(wire);
+            }
         }
         for e in events.drain(..) {
             self.on_event(i, e);
@@ -1066,8 +1096,40 @@ impl Sim {
     }
 
     /// Scores what the nodes asked for, hands the scores back, and records
-    /// each row with its labels.
+    /// each row with its labels; then the rows of votes.
     fn flush_scores(&mut self) {
+        self.flush_rows();
+        self.flush_replays();
+    }
+
+    /// Scores the two rows of each pending vote and hands them back. A
+    /// framer's host scores its own row 1: it votes yes on every
+    /// accusation whose replay agrees (its fellow framers' included).
+    fn flush_replays(&mut self) {
+        for (p, mut scores) in self.detection.score_replays() {
+            let i = p.node as usize;
+            let framer = self.slots[i]
+                .attack
+                .as_ref()
+                .is_some_and(|a| a.kind == AttackKind::Framer);
+            if framer {
+                // Every reporter's row scored 1: the own view is 1.
+                for s in scores.iter_mut().skip(1) {
+                    *s = Score(Score::SCALE);
+                }
+                if scores.len() == 1 {
+                    scores.push(Score(Score::SCALE));
+                }
+            }
+            let now = self.node_ms(i);
+            if let Some(node) = self.slots[i].node.as_mut() {
+                node.handle_replay(p.accusation, &scores, now);
+                self.after(i);
+            }
+        }
+    }
+
+    fn flush_rows(&mut self) {
         if self.detection.pending.is_empty() {
             return;
         }
@@ -1174,6 +1236,13 @@ impl Sim {
             Event::NeighbourDown { peer: p, .. } | Event::Suspected(p) if cut_off(self, p) => {
                 return;
             }
+            // A certificate its accuser made from votes.
+            Event::Quarantined {
+                fault: Fault::Voted,
+                from: None,
+                certificate,
+                ..
+            } => self.metrics.voted_certificate_bytes.push(certificate.len()),
             _ => {}
         }
         match e {
@@ -1248,12 +1317,20 @@ impl Sim {
                     self.detection.error.get_or_insert(e.to_string());
                 }
             }
-            // Scenarios run with `quorum.enabled = false` until voting is
-            // wired into the simulator, so nodes make none of these.
-            Event::Accused { .. }
-            | Event::ReplayRequest { .. }
-            | Event::VoteCast { .. }
-            | Event::AccusationClosed { .. } => {}
+            Event::ReplayRequest {
+                accusation, rows, ..
+            } => self.detection.replays.push(PendingReplay {
+                node: me,
+                accusation,
+                rows,
+            }),
+            Event::Accused { .. } => self.metrics.accusations.0 += 1,
+            Event::VoteCast { verdict, .. } => {
+                *self.metrics.votes.entry(verdict.name()).or_default() += 1;
+            }
+            Event::AccusationClosed { certified, .. } => {
+                self.metrics.accusations.1 += u64::from(certified);
+            }
             Event::ScoreRequest { window, rows } => {
                 self.detection.pending.push(Pending {
                     node: me,

@@ -89,8 +89,20 @@ pub struct Metrics {
     pub(crate) equivocations: BTreeMap<u32, (u64, Vec<bool>)>,
     /// subject → node → when the node first held a certificate about it.
     pub(crate) held: BTreeMap<u32, BTreeMap<u32, u64>>,
-    /// Quarantines of nodes that never equivocated: (time s, node, subject).
+    /// Quarantines of honest nodes (never equivocated, never attacked):
+    /// (time s, node, subject).
     pub(crate) honest_quarantined: Vec<(f64, u32, u32)>,
+    /// Attackers: index → (kind, attack start µs).
+    pub(crate) attackers: BTreeMap<u32, (&'static str, u64)>,
+    /// Bytes of accusations, evidence requests and reports, and votes each
+    /// node sent.
+    pub(crate) quorum_bytes: Vec<u64>,
+    /// Sizes of the voted certificates made (by their accusers).
+    pub(crate) voted_certificate_bytes: Vec<usize>,
+    /// Accusations made, and those certified.
+    pub(crate) accusations: (u64, u64),
+    /// Votes cast, by verdict name.
+    pub(crate) votes: BTreeMap<&'static str, u64>,
 }
 
 impl Metrics {
@@ -134,7 +146,38 @@ impl Metrics {
             equivocations: BTreeMap::new(),
             held: BTreeMap::new(),
             honest_quarantined: Vec::new(),
+            attackers: BTreeMap::new(),
+            quorum_bytes: vec![0; n],
+            voted_certificate_bytes: Vec::new(),
+            accusations: (0, 0),
+            votes: BTreeMap::new(),
         }
+    }
+
+    /// For each attacker, (kind, ms from its attack start until 99% of the
+    /// honest nodes live then and at the end held a certificate about it,
+    /// if within the run). Attackers whose attack had not started are left
+    /// out.
+    pub(crate) fn time_to_quarantine(&self, end_us: u64) -> Vec<(&'static str, Option<u64>)> {
+        let empty = BTreeMap::new();
+        self.attackers
+            .iter()
+            .filter(|(_, (_, start))| *start < end_us)
+            .map(|(&x, &(kind, start))| {
+                let held = self.held.get(&x).unwrap_or(&empty);
+                let eligible: Vec<u32> = (0..self.n as u32)
+                    .filter(|i| self.live[*i as usize] && !self.attackers.contains_key(i))
+                    .collect();
+                let mut times: Vec<u64> = eligible
+                    .iter()
+                    .filter_map(|i| held.get(i).map(|t| t.saturating_sub(start) / 1000))
+                    .collect();
+                times.sort_unstable();
+                let need = (eligible.len() as f64 * 0.99).ceil() as usize;
+                let at = (need > 0).then(|| times.get(need - 1).copied()).flatten();
+                (kind, at)
+            })
+            .collect()
     }
 
     fn measuring(&self, now_us: u64) -> bool {
@@ -397,7 +440,7 @@ impl Metrics {
 
     /// `node` holds a certificate quarantining `subject` (first time counts).
     pub(crate) fn certificate_held(&mut self, now_us: u64, node: u32, subject: u32) {
-        if !self.equivocations.contains_key(&subject) {
+        if !self.equivocations.contains_key(&subject) && !self.attackers.contains_key(&subject) {
             self.honest_quarantined
                 .push((now_us as f64 / 1e6, node, subject));
         }

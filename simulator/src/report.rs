@@ -4,6 +4,7 @@
     reason = "node indices are below 100,000 (scenario validation) and float-to-integer casts are of bounded, non-negative times and counts"
 )]
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -123,6 +124,43 @@ pub struct Equivocation {
     pub honest_quarantined_examples: Vec<(f64, u32, u32)>,
 }
 
+/// Voted quarantine: how fast attackers were voted out, and whether
+/// anyone honest was.
+#[derive(Debug, Clone, Serialize)]
+pub struct Quorum {
+    /// Per attack kind: attackers whose attack started, those quarantined
+    /// at ≥ 99% of the honest nodes live at the end, and the time from
+    /// attack start to that, ms.
+    pub by_kind: BTreeMap<&'static str, QuarantineTimes>,
+    /// Honest nodes (never attacking, never equivocating) that some node
+    /// held a certificate against (must be 0).
+    pub honest_quarantined: usize,
+    /// Up to ten (time s, holder, subject) examples.
+    pub honest_quarantined_examples: Vec<(f64, u32, u32)>,
+    /// Accusations made, and those that made a certificate.
+    pub accusations: u64,
+    /// Of those, certified.
+    pub certified: u64,
+    /// Votes cast, by verdict.
+    pub votes: BTreeMap<&'static str, u64>,
+    /// Sizes of the voted certificates made, bytes.
+    pub certificate_bytes: Dist,
+    /// Accusations, evidence and votes sent per node, bytes/s over the
+    /// measured window.
+    pub vote_traffic_bytes_per_s: Dist,
+}
+
+/// Time to quarantine for one attack kind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QuarantineTimes {
+    /// Attackers whose attack started within the run.
+    pub attackers: usize,
+    /// Of those, quarantined at ≥ 99% of the honest nodes.
+    pub quarantined: usize,
+    /// Attack start → certificate at 99%, ms.
+    pub time_ms: Dist,
+}
+
 /// Recovery after a scheduled action.
 #[derive(Debug, Clone, Serialize)]
 pub struct Recovery {
@@ -177,6 +215,8 @@ pub struct RunReport {
     pub detection: Detection,
     /// Equivocation certificates.
     pub equivocation: Equivocation,
+    /// Voted quarantine (when the scenario votes).
+    pub quorum: Option<Quorum>,
     /// Model scoring and local suspicion (when rows were extracted).
     pub scoring: Option<Scoring>,
     /// Recovery after each scheduled action.
@@ -257,6 +297,54 @@ fn scoring(sim: &Sim) -> Option<Scoring> {
         false_raises_per_subject_hour: false_raises as f64 / total_hours.max(1e-9),
         false_raise_examples: d.tally.false_raise_examples.clone(),
         error: d.error.clone(),
+    })
+}
+
+fn quorum(sim: &Sim) -> Option<Quorum> {
+    if !sim.sc.detection.quorum {
+        return None;
+    }
+    let m = &sim.metrics;
+    let mut by_kind: BTreeMap<&'static str, (QuarantineTimes, Vec<f64>)> = BTreeMap::new();
+    for (kind, t) in m.time_to_quarantine(sim.now) {
+        let e = by_kind.entry(kind).or_default();
+        e.0.attackers += 1;
+        if let Some(ms) = t {
+            e.0.quarantined += 1;
+            e.1.push(ms as f64);
+        }
+    }
+    let window_s = (sim.sc.duration_s - sim.sc.warmup_s).max(1) as f64;
+    Some(Quorum {
+        by_kind: by_kind
+            .into_iter()
+            .map(|(k, (mut q, v))| {
+                q.time_ms = Dist::of(v);
+                (k, q)
+            })
+            .collect(),
+        honest_quarantined: m
+            .honest_quarantined
+            .iter()
+            .map(|x| x.2)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        honest_quarantined_examples: m.honest_quarantined.iter().take(10).copied().collect(),
+        accusations: m.accusations.0,
+        certified: m.accusations.1,
+        votes: m.votes.clone(),
+        certificate_bytes: Dist::of(
+            m.voted_certificate_bytes
+                .iter()
+                .map(|b| *b as f64)
+                .collect(),
+        ),
+        vote_traffic_bytes_per_s: Dist::of(
+            m.quorum_bytes
+                .iter()
+                .map(|b| *b as f64 / window_s)
+                .collect(),
+        ),
     })
 }
 
@@ -351,6 +439,7 @@ impl RunReport {
                 false_death_examples: m.false_death_examples.clone(),
             },
             equivocation: equivocation(sim),
+            quorum: quorum(sim),
             scoring: scoring(sim),
             recovery,
             isolated_at_end: sim.isolated(),
@@ -486,6 +575,33 @@ impl RunReport {
                 eq.time_to_all_ms.max,
                 eq.min_holding_at_end * 100.0,
                 eq.max_distinct_certificates
+            );
+        }
+        if let Some(q) = &self.quorum {
+            let _ = writeln!(
+                s,
+                "\n| voted quarantine | attackers | quarantined at ≥ 99% | attack start → 99% p50 / p95 / max |\n|---|---|---|---|"
+            );
+            for (kind, t) in &q.by_kind {
+                let _ = writeln!(
+                    s,
+                    "| {kind} | {} | {} | {:.0} / {:.0} / {:.0} ms |",
+                    t.attackers, t.quarantined, t.time_ms.p50, t.time_ms.p95, t.time_ms.max
+                );
+            }
+            let votes: Vec<String> = q.votes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(
+                s,
+                "\n| voting | value |\n|---|---|\n| honest nodes quarantined | {} |\n| accusations / certified | {} / {} |\n| votes | {} |\n| voted certificate bytes mean / max | {:.0} / {:.0} |\n| vote traffic per node, bytes/s mean / p95 / max | {:.1} / {:.1} / {:.1} |",
+                q.honest_quarantined,
+                q.accusations,
+                q.certified,
+                votes.join(", "),
+                q.certificate_bytes.mean,
+                q.certificate_bytes.max,
+                q.vote_traffic_bytes_per_s.mean,
+                q.vote_traffic_bytes_per_s.p95,
+                q.vote_traffic_bytes_per_s.max,
             );
         }
         if let Some(sc) = &self.scoring

@@ -152,3 +152,62 @@ fn equivocators_are_certified_everywhere_and_crashes_and_restores_frame_nobody()
     assert_eq!(r.detection.false_deaths, 0, "{:?}", r.detection);
     assert_eq!(r.isolated_at_end, 0);
 }
+
+/// Voted quarantine on a small mesh with the shipped classifier: a flooder
+/// and a liar are voted out everywhere, and twenty colluding framers (a
+/// sixth of the weight) who lie about one victim and vote yes on every
+/// accusation whose replay agrees get nobody honest quarantined.
+#[test]
+fn attackers_are_voted_out_and_colluding_framers_frame_nobody() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sc = Scenario::parse(
+        r#"
+        name = "voted"
+        nodes = 120
+        duration_s = 240
+        warmup_s = 30
+        seed = 31
+        boot_stagger_ms = 20
+        [network]
+        loss = 0.005
+        [overload]
+        fraction = 0.05
+        [detection]
+        quorum = true
+        [[attackers]]
+        kind = "framer"
+        count = 20
+        start_s = 60
+        intensity = 3.0
+        [[attackers]]
+        kind = "flooder"
+        count = 2
+        start_s = 100
+        intensity = 1.0
+        [[attackers]]
+        kind = "liar"
+        count = 2
+        start_s = 120
+        intensity = 1.0
+    "#,
+    )
+    .expect("valid scenario");
+    let mut sim = Sim::new(sc).expect("run set up");
+    let model = sentinel_models::TractScorer::load(&root.join("models/mlp-classifier.json"), None)
+        .expect("the shipped model loads");
+    sim.set_detection(Some(model), None);
+    sim.run(|_| {});
+    let r = RunReport::build(&sim, 1.0);
+    let q = r.quorum.as_ref().expect("the scenario votes");
+    for kind in ["flooder", "liar"] {
+        let t = &q.by_kind[kind];
+        assert_eq!((t.attackers, t.quarantined), (2, 2), "{kind}: {q:?}");
+        assert!(t.time_ms.max < 60_000.0, "{kind}: {q:?}");
+    }
+    assert_eq!(q.honest_quarantined, 0, "{q:?}");
+    assert!(q.certified >= 2, "{q:?}");
+    assert!(
+        q.votes.get("own-view-below").copied().unwrap_or(0) > 0,
+        "{q:?}"
+    );
+}
