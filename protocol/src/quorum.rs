@@ -29,9 +29,9 @@
 //!    reports: the subject's row as each of its reporters sees it (each
 //!    reporter's signed report as the observer's own; no relay record,
 //!    which only the observer itself holds), scored with the pinned model;
-//!    the lower median of those scores must reach the threshold for a yes
-//!    ([`Verdict`]), so the accuser's report is one view among the
-//!    subject's others and liars need more than half of them.
+//!    at least two thirds of those scores must reach the threshold for a
+//!    yes ([`Verdict`]), so the accuser's report is one view among the
+//!    subject's others and liars need two thirds of them.
 //! 4. **Certificate.** The accusation and the yes votes of members holding
 //!    at least two thirds of the committee's seats ([`Votes`]) are a
 //!    quarantine certificate ([`crate::evidence::Reason::Votes`]) that

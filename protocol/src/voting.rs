@@ -13,8 +13,8 @@
 //! ([`Event::ReplayRequest`]): the accuser's, replayed, and the subject's
 //! row as each of its reporters sees it from the same signed reports.
 //! [`Node::handle_replay`] turns the scores into a signed vote for the
-//! accuser: yes when the replay agrees and the lower median of the
-//! reporters' scores reaches the threshold.
+//! accuser: yes when the replay agrees and at least two thirds of the
+//! reporters' scores reach the threshold.
 //!
 //! Once any certificate about a subject is held, this node's open
 //! accusations of it close, and a member opens one ballot per subject at
@@ -624,14 +624,14 @@ impl<C: Crypto> Node<C> {
     }
 
     /// The own-view score from the scores of the subject's reporters'
-    /// rows: the lower median, so that it is high only when more than
-    /// half of the reporters' views are (0 with no reporter).
+    /// rows: the highest score that at least two thirds of them reach, so
+    /// that liars must hold two thirds of a subject's reporters to carry
+    /// it (0 with no reporter).
     fn own_view(scores: &[Score]) -> Score {
         let mut s = scores.to_vec();
         s.sort_unstable();
-        s.get(s.len().saturating_sub(1) / 2)
-            .copied()
-            .unwrap_or_default()
+        let need = (2 * s.len()).div_ceil(3);
+        s.get(s.len() - need).copied().unwrap_or_default()
     }
 
     /// Takes back the host's scores for an [`Event::ReplayRequest`], one
