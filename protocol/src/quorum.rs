@@ -26,12 +26,13 @@
 //!    replays the accuser's row: the replayed score must agree with the
 //!    accused one within [`crate::features::Score::REPLAY_MARGIN`], or the
 //!    vote says why not. It then forms **its own view** from the same signed
-//!    reports: the subject's row as each of its reporters sees it (each
-//!    reporter's signed report as the observer's own; no relay record,
-//!    which only the observer itself holds), scored with the pinned model;
-//!    at least two thirds of those scores must reach the threshold for a
-//!    yes ([`Verdict`]), so the accuser's report is one view among the
-//!    subject's others and liars need two thirds of them.
+//!    reports: the subject's row as each of its reporters alone sees it
+//!    (that reporter's signed report and the subject's, nobody else's; no
+//!    relay record, which only the observer itself holds), scored with the
+//!    pinned model; at least two thirds of those scores must reach the
+//!    threshold for a yes ([`Verdict`]). So the accuser's report is one
+//!    view among the subject's others, and a liar moves only its own view:
+//!    liars need two thirds of a subject's reporters.
 //! 4. **Certificate.** The accusation and the yes votes of members holding
 //!    at least two thirds of the committee's seats ([`Votes`]) are a
 //!    quarantine certificate ([`crate::evidence::Reason::Votes`]) that

@@ -11,7 +11,8 @@
 //! asks the accuser for the reports it does not hold, verifies each against
 //! its reference, and asks its host to score rows
 //! ([`Event::ReplayRequest`]): the accuser's, replayed, and the subject's
-//! row as each of its reporters sees it from the same signed reports.
+//! row as each of its reporters alone sees it (that reporter's signed
+//! report and the subject's).
 //! [`Node::handle_replay`] turns the scores into a signed vote for the
 //! accuser: yes when the replay agrees and at least two thirds of the
 //! reporters' scores reach the threshold.
@@ -600,20 +601,27 @@ impl<C: Crypto> Node<C> {
             .find(|d| d.0 == subject)
             .map(|d| d.2.neighbours.iter().map(|o| o.neighbour).collect())
             .unwrap_or_default();
+        // Each reporter's view stands alone: its own report and the
+        // subject's, nobody else's, so that liars among the reporters move
+        // only their own views (shared aggregates over all reporters would
+        // carry their lies into every view).
         let mut rows = vec![replay];
-        for (signer, _, report) in &all {
+        let subject_report = all.iter().copied().filter(|d| d.0 == subject);
+        for r in &all {
+            let (signer, _, report) = r;
             if *signer == subject
                 || !named.contains(signer)
                 || !report.neighbours.iter().any(|o| o.neighbour == subject)
             {
                 continue;
             }
+            let pair = subject_report.clone().chain(std::iter::once(*r));
             rows.push(crate::features::extract(&Inputs {
                 subject,
                 observer: *signer,
                 now_ms: window,
                 horizon_ms,
-                reports: &held(subject, Relays::default(), all.iter().copied()),
+                reports: &held(subject, Relays::default(), pair),
             }));
         }
         ctx!(self).event(Event::ReplayRequest {
@@ -624,9 +632,9 @@ impl<C: Crypto> Node<C> {
     }
 
     /// The own-view score from the scores of the subject's reporters'
-    /// rows: the highest score that at least two thirds of them reach, so
-    /// that liars must hold two thirds of a subject's reporters to carry
-    /// it (0 with no reporter).
+    /// views: the highest score that at least two thirds of them reach, so
+    /// that liars must be two thirds of a subject's reporters to carry it
+    /// (0 with no reporter).
     fn own_view(scores: &[Score]) -> Score {
         let mut s = scores.to_vec();
         s.sort_unstable();
@@ -1063,7 +1071,7 @@ mod tests {
         /// Honest yes votes against honest subjects.
         honest_yes: usize,
         /// Whether the victim's neighbours (its reporters) 10 s in were
-        /// less than a third Byzantine.
+        /// less than two thirds Byzantine.
         few_liars: bool,
     }
 
@@ -1094,7 +1102,7 @@ mod tests {
         let honest_node = |i: &usize| !byzantine.contains(i);
         let liars = view.iter().filter(|i| byzantine.contains(i)).count();
         let mut seen = Seen {
-            few_liars: 3 * liars < view.len(),
+            few_liars: 3 * liars < 2 * view.len(),
             ..Seen::default()
         };
         for (holder, subject, voters) in voted(&h) {
@@ -1131,8 +1139,8 @@ mod tests {
     /// less than a third of the weight, every strategy: an honest node is
     /// quarantined only with honest yes votes of more than a third of the
     /// committee; and never at all while honest members' views are clean
-    /// (nobody lies in reports) or the liars are under a third of the
-    /// victim's reporters (the robust aggregates hold them).
+    /// (nobody lies in reports) or the liars are under two thirds of the
+    /// victim's reporters (each reporter's view stands alone).
     #[test]
     fn honest_nodes_are_quarantined_only_on_honest_members_own_views() {
         let mut runs = 0;
@@ -1168,8 +1176,8 @@ mod tests {
         // n = 4, 5, 6: no one or one Byzantine; n = 7: up to two.
         assert_eq!(runs, (1 + 4 * 6) + (1 + 5 * 6) + (1 + 6 * 6) + (1 + 28 * 6));
         eprintln!(
-            "{runs} runs; liars holding a third or more of the victim's reporters got honest \
-             members to vote it out in {framed_by_lies}"
+            "{runs} runs; liars holding two thirds or more of the victim's reporters got \
+             honest members to vote it out in {framed_by_lies}"
         );
     }
 }

@@ -154,7 +154,7 @@ fn equivocators_are_certified_everywhere_and_crashes_and_restores_frame_nobody()
 }
 
 /// Voted quarantine on a small mesh with the shipped classifier: a flooder
-/// and a liar are voted out everywhere, and twenty colluding framers (a
+/// and a forger are voted out everywhere, and twenty colluding framers (a
 /// sixth of the weight) who lie about one victim and vote yes on every
 /// accusation whose replay agrees get nobody honest quarantined.
 #[test]
@@ -185,7 +185,7 @@ fn attackers_are_voted_out_and_colluding_framers_frame_nobody() {
         start_s = 100
         intensity = 1.0
         [[attackers]]
-        kind = "liar"
+        kind = "forger"
         count = 2
         start_s = 120
         intensity = 1.0
@@ -199,7 +199,7 @@ fn attackers_are_voted_out_and_colluding_framers_frame_nobody() {
     sim.run(|_| {});
     let r = RunReport::build(&sim, 1.0);
     let q = r.quorum.as_ref().expect("the scenario votes");
-    for kind in ["flooder", "liar"] {
+    for kind in ["flooder", "forger"] {
         let t = &q.by_kind[kind];
         assert_eq!((t.attackers, t.quarantined), (2, 2), "{kind}: {q:?}");
         assert!(t.time_ms.max < 60_000.0, "{kind}: {q:?}");
