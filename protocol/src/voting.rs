@@ -35,7 +35,7 @@ use crate::codec::Codec;
 use crate::crypto::Crypto;
 use crate::envelope::{self, Kind, Stamp};
 use crate::error::Error;
-use crate::evidence::{Certificate, Proven};
+use crate::evidence::Certificate;
 #[cfg(test)]
 use crate::features::Row;
 use crate::features::{Held as HeldReport, Inputs, Relays, Score};
@@ -318,7 +318,7 @@ impl<C: Crypto> Node<C> {
                     scoring: false,
                 },
             );
-            self.request_replay(hash, window);
+            self.request_replay(hash);
         }
     }
 
@@ -439,7 +439,7 @@ impl<C: Crypto> Node<C> {
             },
         );
         if wanted == 0 {
-            self.request_replay(hash, now_ms);
+            self.request_replay(hash);
         } else {
             ctx!(self).send(
                 from,
@@ -483,13 +483,7 @@ impl<C: Crypto> Node<C> {
     }
 
     /// A report we asked the accuser for.
-    pub(super) fn on_evidence_report(
-        &mut self,
-        from: NodeId,
-        hash: [u8; 32],
-        frame: &[u8],
-        now_ms: u64,
-    ) {
+    pub(super) fn on_evidence_report(&mut self, from: NodeId, hash: [u8; 32], frame: &[u8]) {
         let Some(ballot) = self.voting.ballots.get(&hash) else {
             return;
         };
@@ -533,13 +527,13 @@ impl<C: Crypto> Node<C> {
         };
         ballot.have[i] = Some(message);
         if ballot.have.iter().all(Option::is_some) {
-            self.request_replay(hash, now_ms);
+            self.request_replay(hash);
         }
     }
 
     /// Asks the host to score the accuser's row, replayed, and this node's
     /// own row of the subject from the same reports.
-    fn request_replay(&mut self, hash: [u8; 32], _now_ms: u64) {
+    fn request_replay(&mut self, hash: [u8; 32]) {
         let Some(ballot) = self.voting.ballots.get_mut(&hash) else {
             return;
         };
@@ -770,8 +764,7 @@ impl<C: Crypto> Node<C> {
             seats,
         });
         let message: Arc<[u8]> = Message::Certificate(&cert.to_bytes()).encode().into();
-        let p: Proven = proven;
-        self.hold(cert, p, message, None, now_ms);
+        self.hold(cert, proven, message, None, now_ms);
     }
 
     fn close(&mut self, hash: [u8; 32], certified: bool) {
