@@ -97,9 +97,20 @@ const MAX_DECIDED: usize = 4_096;
 pub(crate) struct Basis {
     window: u64,
     relays: Relays,
-    /// Report link messages (tag byte and frame) with their references,
-    /// ascending by signer.
-    evidence: Vec<(EvidenceRef, Arc<[u8]>)>,
+    /// Report link messages (tag byte and frame), ascending by signer;
+    /// hashed only when an accusation is made from them.
+    evidence: Vec<Arc<[u8]>>,
+}
+
+/// The reference an accusation makes to a held report link message.
+fn reference(message: &[u8]) -> Option<EvidenceRef> {
+    let (header, _) = envelope::verified_parts(message.get(1..)?).ok()?;
+    let signed = envelope::signed_content_of(&message[1..]).ok()?;
+    Some(EvidenceRef {
+        signer: header.sender,
+        position: (header.stamp.epoch, header.stamp.sequence),
+        hash: content_hash(signed),
+    })
 }
 
 /// An accusation this node made, collecting votes.
@@ -198,23 +209,12 @@ impl<C: Crypto> Node<C> {
         let mut origins: BTreeSet<NodeId> = self.gossip.observers_of(&subject).collect();
         origins.insert(subject);
         origins.insert(self.me);
-        let evidence: Vec<(EvidenceRef, Arc<[u8]>)> = origins
+        let has_subject = self.gossip.message(&subject).is_some();
+        let evidence: Vec<Arc<[u8]>> = origins
             .into_iter()
-            .filter_map(|o| {
-                let message = self.gossip.message(&o)?;
-                let (header, _) = envelope::verified_parts(&message[1..]).ok()?;
-                let signed = envelope::signed_content_of(&message[1..]).ok()?;
-                Some((
-                    EvidenceRef {
-                        signer: o,
-                        position: (header.stamp.epoch, header.stamp.sequence),
-                        hash: content_hash(signed),
-                    },
-                    message,
-                ))
-            })
+            .filter_map(|o| self.gossip.message(&o))
             .collect();
-        if evidence.len() > MAX_EVIDENCE || !evidence.iter().any(|(r, _)| r.signer == subject) {
+        if evidence.len() > MAX_EVIDENCE || !has_subject {
             self.voting.basis.remove(&subject);
             return;
         }
@@ -255,15 +255,22 @@ impl<C: Crypto> Node<C> {
         else {
             return;
         };
+        let Some(evidence) = basis
+            .evidence
+            .iter()
+            .map(|m| Some((reference(m)?, m.clone())))
+            .collect::<Option<Vec<(EvidenceRef, Arc<[u8]>)>>>()
+        else {
+            return;
+        };
         let accusation = Accusation {
             subject,
             window_ms: window,
             score,
             model: self.cfg.quarantine.model,
             relays: basis.relays,
-            evidence: basis.evidence.iter().map(|(r, _)| *r).collect(),
+            evidence: evidence.iter().map(|(r, _)| *r).collect(),
         };
-        let evidence = basis.evidence.clone();
         let Ok(frame) = self.seal(Kind::Accusation, window, &accusation.to_bytes()) else {
             return;
         };
@@ -861,7 +868,10 @@ pub(crate) fn basis_rows_match(
     let decoded: Vec<(NodeId, (u64, u64), Report)> = basis
         .evidence
         .iter()
-        .filter_map(|(r, m)| Some((r.signer, r.position, decode(&m[1..])?.1)))
+        .filter_map(|m| {
+            let r = reference(m)?;
+            Some((r.signer, r.position, decode(&m[1..])?.1))
+        })
         .collect();
     let held: Vec<HeldReport<'_>> = decoded
         .iter()
