@@ -40,6 +40,9 @@ pub(crate) struct Byzantine {
     /// Sends each vote twice under one (epoch, sequence): as made, and as a
     /// yes.
     pub(crate) equivocate_votes: bool,
+    /// Cites only the subject's report and its own in its accusations,
+    /// leaving out every other reporter's.
+    pub(crate) cite_only_own: bool,
 }
 
 pub(crate) struct Harness<C: Crypto> {
@@ -144,6 +147,7 @@ impl<C: Crypto> Harness<C> {
         )
         .unwrap();
         node.lie_about = self.byzantine[i].lie_about;
+        node.cite_only_own = self.byzantine[i].cite_only_own;
         node.join(self.now);
         self.nodes[i] = Some(node);
         self.flush(i);

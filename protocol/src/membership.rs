@@ -61,6 +61,19 @@ struct Relay {
 /// cannot make a node probe the whole mesh).
 const MAX_RELAYS: usize = 64;
 
+/// A neighbour stays at least this long before a newcomer can displace it.
+/// A full view displaces its youngest neighbour for a newcomer, so this
+/// bounds how fast that slot turns over: someone who keeps joining a node
+/// (from many identities) adds at most one transient neighbour to each of
+/// its reports, and every neighbour in a report is one of its reporters.
+const TENURE_MS: u64 = 5_000;
+
+/// A node forwards at most one join per this interval. A join is a
+/// newcomer's, so honest ones are rare; repeated joins (someone trying to
+/// crowd a node's view) would otherwise walk on and displace neighbours all
+/// over the mesh.
+const FORWARD_JOIN_INTERVAL_MS: u64 = 10_000;
+
 /// The membership state machine. Driven by [`crate::node::Node`].
 #[derive(Debug)]
 pub(crate) struct Membership {
@@ -72,6 +85,8 @@ pub(crate) struct Membership {
     /// A `Join` in flight: (contact, deadline).
     joining: Option<(NodeId, u64)>,
     relays: BTreeMap<u64, Relay>,
+    /// When this node last forwarded a join.
+    forwarded_join_at: Option<u64>,
     /// Lifeguard's local health multiplier.
     health: u32,
     late_this_round: bool,
@@ -89,6 +104,7 @@ impl Membership {
             pending: None,
             joining: None,
             relays: BTreeMap::new(),
+            forwarded_join_at: None,
             health: 0,
             late_this_round: false,
             next_probe: now + ctx.rng.between(1, cfg.probe_interval_ms),
@@ -214,8 +230,15 @@ impl Membership {
         self.passive.push(id);
     }
 
-    /// Puts `peer` in the active view, evicting a random neighbour if full.
-    /// With `notify`, tells `peer` to do the same (`Connect`).
+    /// Puts `peer` in the active view. A full view makes room by evicting
+    /// its youngest neighbour if that one has been there [`TENURE_MS`], and
+    /// otherwise refuses `peer` and tells it so (`Disconnect`), in case it
+    /// counts this node as its neighbour. HyParView evicts a random
+    /// neighbour, so anyone who keeps joining a node soon holds its whole
+    /// view (an eclipse, which would make its accusers its only reporters);
+    /// evicting the youngest, repeated joins only displace each other and
+    /// the settled neighbours stay. With `notify`, tells `peer` to add this
+    /// node too (`Connect`). Returns whether `peer` is in the view.
     fn add_active(
         &mut self,
         cfg: &Config,
@@ -223,27 +246,36 @@ impl Membership {
         peer: NodeId,
         notify: bool,
         now: u64,
-    ) {
+    ) -> bool {
         if peer == self.me || !ctx.admissible(&peer) || self.left {
-            return;
+            return false;
         }
         if self.active.contains_key(&peer) {
             if notify {
                 ctx.send(peer, &Message::Connect);
             }
-            return;
+            return true;
         }
         if self.active.len() >= cfg.max_active {
-            let i = ctx.rng.index(self.active.len());
-            if let Some(&victim) = self.active.keys().nth(i) {
-                self.active.remove(&victim);
-                ctx.send(victim, &Message::Disconnect { alive: true });
-                ctx.event(Event::NeighbourDown {
-                    peer: victim,
-                    reason: DownReason::Replaced,
-                });
-                self.add_passive(cfg, ctx, victim);
-            }
+            // The youngest; among equals the highest id (deterministic).
+            let youngest = self
+                .active
+                .iter()
+                .max_by_key(|(id, p)| (p.since, **id))
+                .map(|(id, p)| (*id, p.since));
+            let Some((victim, _)) =
+                youngest.filter(|(_, since)| now >= since.saturating_add(TENURE_MS))
+            else {
+                ctx.send(peer, &Message::Disconnect { alive: true });
+                return false;
+            };
+            self.active.remove(&victim);
+            ctx.send(victim, &Message::Disconnect { alive: true });
+            ctx.event(Event::NeighbourDown {
+                peer: victim,
+                reason: DownReason::Replaced,
+            });
+            self.add_passive(cfg, ctx, victim);
         }
         self.passive.retain(|p| *p != peer);
         self.active.insert(
@@ -259,6 +291,7 @@ impl Membership {
         }
         ctx.event(Event::NeighbourUp(peer));
         ctx.share_certificates(peer);
+        true
     }
 
     fn random_active_except(&self, ctx: &mut Ctx<'_>, except: &[NodeId]) -> Option<NodeId> {
@@ -283,10 +316,17 @@ impl Membership {
     ) {
         match msg {
             Message::Join => {
-                if self.left {
+                // A refused join goes no further.
+                if self.left || !self.add_active(cfg, ctx, from, true, now) {
                     return;
                 }
-                self.add_active(cfg, ctx, from, true, now);
+                if self
+                    .forwarded_join_at
+                    .is_some_and(|t| now < t.saturating_add(FORWARD_JOIN_INTERVAL_MS))
+                {
+                    return;
+                }
+                self.forwarded_join_at = Some(now);
                 let others: Vec<NodeId> = self
                     .active
                     .keys()
@@ -323,7 +363,9 @@ impl Membership {
                             ttl: ttl - 1,
                         },
                     ),
-                    None => self.add_active(cfg, ctx, joiner, true, now),
+                    None => {
+                        self.add_active(cfg, ctx, joiner, true, now);
+                    }
                 }
             }
             Message::Connect => {
@@ -333,10 +375,9 @@ impl Membership {
                 self.add_active(cfg, ctx, from, false, now);
             }
             Message::Neighbor { high_priority } => {
-                let accepted = !self.left && (*high_priority || self.active.len() < cfg.max_active);
-                if accepted {
-                    self.add_active(cfg, ctx, from, false, now);
-                }
+                let accepted = !self.left
+                    && (*high_priority || self.active.len() < cfg.max_active)
+                    && self.add_active(cfg, ctx, from, false, now);
                 ctx.send(from, &Message::NeighborReply { accepted });
             }
             Message::NeighborReply { accepted } => {
@@ -362,6 +403,15 @@ impl Membership {
                     self.add_passive(cfg, ctx, from);
                 } else {
                     self.passive.retain(|p| *p != from);
+                }
+                // The contact of a join refused it (its view was full and
+                // settled): try another one at once.
+                if self.joining.is_some_and(|(c, _)| c == from) {
+                    self.joining = None;
+                    if self.active.is_empty() {
+                        self.join(cfg, ctx, now);
+                        return;
+                    }
                 }
                 self.refill(cfg, ctx, now);
             }
@@ -485,10 +535,13 @@ impl Membership {
             return;
         };
         self.pending = Some((peer, now + cfg.neighbor_timeout_ms));
+        // Under half full, it asks to be taken in even by a full node (which
+        // displaces its youngest neighbour): otherwise a
+        // node left with one neighbour among full ones stays that way.
         ctx.send(
             peer,
             &Message::Neighbor {
-                high_priority: self.active.is_empty(),
+                high_priority: 2 * self.active.len() < cfg.max_active,
             },
         );
     }

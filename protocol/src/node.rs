@@ -689,6 +689,10 @@ pub struct Node<C: Crypto> {
     /// Tests: sign false observations of this node (a framer).
     #[cfg(test)]
     pub(crate) lie_about: Option<NodeId>,
+    /// Tests: cite only the subject's report and this node's own in
+    /// accusations (an accuser choosing its evidence).
+    #[cfg(test)]
+    pub(crate) cite_only_own: bool,
 }
 
 /// A certificate held, ready to send.
@@ -808,6 +812,8 @@ impl<C: Crypto> Node<C> {
             voting: Voting::new(seats),
             #[cfg(test)]
             lie_about: None,
+            #[cfg(test)]
+            cite_only_own: false,
         })
     }
 

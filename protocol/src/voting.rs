@@ -136,6 +136,10 @@ struct Ballot {
     have: Vec<Option<Arc<[u8]>>>,
     deadline: u64,
     scoring: bool,
+    /// Reporters the subject names whose reports this node could not get,
+    /// or whose reports do not name the subject: each counts in its own
+    /// view as a reporter who saw nothing wrong.
+    missing: usize,
 }
 
 /// Voting state of a node.
@@ -207,6 +211,10 @@ impl<C: Crypto> Node<C> {
             return;
         }
         let mut origins: BTreeSet<NodeId> = self.gossip.observers_of(&subject).collect();
+        #[cfg(test)]
+        if self.cite_only_own {
+            origins.clear();
+        }
         origins.insert(subject);
         origins.insert(self.me);
         let has_subject = self.gossip.message(&subject).is_some();
@@ -323,6 +331,7 @@ impl<C: Crypto> Node<C> {
                     have,
                     deadline: window + self.cfg.quorum.vote_timeout_ms,
                     scoring: false,
+                    missing: 0,
                 },
             );
             self.request_replay(hash);
@@ -443,6 +452,7 @@ impl<C: Crypto> Node<C> {
                 have,
                 deadline: now_ms + q.vote_timeout_ms,
                 scoring: false,
+                missing: 0,
             },
         );
         if wanted == 0 {
@@ -593,15 +603,39 @@ impl<C: Crypto> Node<C> {
                 .into_iter()
                 .collect()
         };
-        let all: Vec<&(NodeId, (u64, u64), Report)> = decoded.iter().chain(&mine).collect();
         // Its own view: the subject as each of its reporters sees it, from
         // their signed reports alone (a reporter is a signer that observes
-        // the subject and that the subject's own report names).
-        let named: BTreeSet<NodeId> = all
+        // the subject and that the subject's own report names). Every
+        // reporter the subject names counts, not only those whose reports
+        // the accuser chose to reference: this node adds the ones it holds,
+        // and those it lacks, or whose reports do not name the subject (yet),
+        // count as seeing nothing wrong.
+        let named: BTreeSet<NodeId> = decoded
             .iter()
+            .chain(&mine)
             .find(|d| d.0 == subject)
             .map(|d| d.2.neighbours.iter().map(|o| o.neighbour).collect())
             .unwrap_or_default();
+        let signers: BTreeSet<NodeId> = decoded.iter().chain(&mine).map(|d| d.0).collect();
+        let extra: Vec<(NodeId, (u64, u64), Report)> = named
+            .iter()
+            .filter(|r| **r != subject && !signers.contains(r))
+            .filter_map(|r| {
+                let m = self.gossip.message(r)?;
+                let (stamp, report) = decode(&m[1..])?;
+                Some((*r, (stamp.epoch, stamp.sequence), report))
+            })
+            .collect();
+        let all: Vec<&(NodeId, (u64, u64), Report)> =
+            decoded.iter().chain(&mine).chain(&extra).collect();
+        let observes = |r: &NodeId| {
+            all.iter()
+                .any(|d| d.0 == *r && d.2.neighbours.iter().any(|o| o.neighbour == subject))
+        };
+        let missing = named
+            .iter()
+            .filter(|r| **r != subject && !observes(r))
+            .count();
         // Each reporter's view stands alone: its own report and the
         // subject's, nobody else's, so that liars among the reporters move
         // only their own views (shared aggregates over all reporters would
@@ -624,6 +658,9 @@ impl<C: Crypto> Node<C> {
                 horizon_ms,
                 reports: &held(subject, Relays::default(), pair),
             }));
+        }
+        if let Some(b) = self.voting.ballots.get_mut(&hash) {
+            b.missing = missing;
         }
         ctx!(self).event(Event::ReplayRequest {
             accusation: hash,
@@ -656,7 +693,9 @@ impl<C: Crypto> Node<C> {
         if !ballot.scoring {
             return;
         }
-        let own = Self::own_view(reporters);
+        let mut reporters = reporters.to_vec();
+        reporters.resize(reporters.len() + ballot.missing, Score(0));
+        let own = Self::own_view(&reporters);
         let a = &ballot.accusation;
         let verdict = if !a.score.agrees(replayed) {
             Verdict::ReplayDisagrees
@@ -1043,7 +1082,8 @@ mod tests {
     enum Strategy {
         /// Report that the victim sends malformed messages.
         LieInReports,
-        /// Score the victim high: accuse it, and vote yes against it.
+        /// Score the victim high: accuse it citing only its report and
+        /// the accuser's own, and vote yes against it.
         Accuse,
         /// Score everyone high: accuse every neighbour, vote yes on
         /// everything.
@@ -1053,7 +1093,8 @@ mod tests {
         /// Accuse the victim and send every vote twice, as made and as a
         /// yes, under one sequence.
         Equivocate,
-        /// Lie, accuse, vote yes on everything and equivocate.
+        /// Lie, accuse citing only its own report and the subject's, vote
+        /// yes on everything and equivocate.
         All,
     }
 
@@ -1073,8 +1114,8 @@ mod tests {
         framed: usize,
         /// Honest yes votes against honest subjects.
         honest_yes: usize,
-        /// Whether the victim's neighbours (its reporters) 10 s in were
-        /// less than two thirds Byzantine.
+        /// Whether the victim's neighbours within every report interval
+        /// (its reporters) were less than two thirds Byzantine.
         few_liars: bool,
     }
 
@@ -1090,6 +1131,7 @@ mod tests {
             h.byzantine[b].withhold = strategy == Strategy::Withhold;
             h.byzantine[b].equivocate_votes =
                 matches!(strategy, Strategy::Equivocate | Strategy::All);
+            h.byzantine[b].cite_only_own = matches!(strategy, Strategy::Accuse | Strategy::All);
             h.scorers[b] = Some(match strategy {
                 Strategy::Accuse | Strategy::Equivocate => framing(victim_id),
                 Strategy::VoteYes | Strategy::All => everyone.clone(),
@@ -1097,15 +1139,28 @@ mod tests {
             });
         }
         h.boot_all(50);
-        // The victim's reporters as the first windows are scored, before
-        // any accusation can pass (a quarantine empties its view).
-        run(&mut h, T0 + 10_000, None);
-        let view = h.active(victim);
-        run(&mut h, T0 + 45_000, None);
+        // The victim's reporters: everyone its view held within a report
+        // interval (a report names every neighbour of its window), from its
+        // first scored windows on, until a quarantine empties its view.
+        let mut few_liars = true;
+        let mut recent: std::collections::VecDeque<(u64, Vec<usize>)> = Default::default();
+        while h.now < T0 + 45_000 {
+            let t = h.now + 100;
+            h.run_until(t);
+            recent.push_back((h.now, h.active(victim)));
+            while recent.front().is_some_and(|(at, _)| at + 5_000 < h.now) {
+                recent.pop_front();
+            }
+            let named: BTreeSet<usize> =
+                recent.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+            let liars = named.iter().filter(|i| byzantine.contains(i)).count();
+            if h.now >= T0 + 10_000 && !voted(&h).iter().any(|v| v.1 == victim) {
+                few_liars &= 3 * liars < 2 * named.len();
+            }
+        }
         let honest_node = |i: &usize| !byzantine.contains(i);
-        let liars = view.iter().filter(|i| byzantine.contains(i)).count();
         let mut seen = Seen {
-            few_liars: 3 * liars < 2 * view.len(),
+            few_liars,
             ..Seen::default()
         };
         for (holder, subject, voters) in voted(&h) {

@@ -331,6 +331,7 @@ impl Sim {
                     intensity: a.intensity,
                     ramp_us: (a.ramp_s * 1e6) as u64,
                     victim: victim.map(|v| ids[v]),
+                    eclipse: a.eclipse,
                     old_reports: std::collections::VecDeque::new(),
                     forged: 0,
                 }));
@@ -1025,6 +1026,16 @@ impl Sim {
             kind,
             AttackKind::Forger | AttackKind::Drip | AttackKind::Flash
         );
+        if kind == AttackKind::Framer
+            && a.eclipse
+            && let Some(victim) = a.victim
+            && !view.contains(&victim)
+            && let Some(to) = self.idx(&victim)
+        {
+            // A join makes the victim take the framer in, displacing one of
+            // its neighbours.
+            self.send(i, to, Class::Stream, Message::Join.encode().into(), 0);
+        }
         let count = |per_s: f64| (per_s * strength).round() as u64;
         let dropped = std::mem::take(&mut self.slots[i].dropped_relays);
         for peer in view {

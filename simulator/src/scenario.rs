@@ -493,6 +493,12 @@ impl Scenario {
                     rule: "must be 0 or more".into(),
                 });
             }
+            if a.eclipse && a.kind != crate::adversary::AttackKind::Framer {
+                return Err(ScenarioError::Invalid {
+                    field: "attackers.eclipse",
+                    rule: format!("only framers eclipse, not {}", a.kind.name()),
+                });
+            }
         }
         let d = &self.detection;
         for (field, v) in [("detection.raise", d.raise), ("detection.clear", d.clear)] {
