@@ -155,14 +155,17 @@ pub enum Message<'a> {
     /// by the accuser to each member of the subject's committee.
     Accuse(&'a [u8]),
     /// "Send me these reports of your accusation": bit `i` asks for its
-    /// `i`-th evidence reference.
+    /// `i`-th evidence reference, and bit `n + j` (`n` references) for the
+    /// latest report held of the `j`-th neighbour the subject's cited
+    /// report names.
     EvidenceWanted {
         /// [`crate::quorum::content_hash`] of the accusation.
         accusation: [u8; 32],
         /// The references wanted, as a bit set.
         wanted: u64,
     },
-    /// One signed report an accusation refers to, as asked for.
+    /// One signed report an accusation refers to, or of a neighbour its
+    /// subject names, as asked for.
     EvidenceReport {
         /// [`crate::quorum::content_hash`] of the accusation.
         accusation: [u8; 32],

@@ -982,7 +982,7 @@ impl<C: Crypto> Node<C> {
                 self.on_evidence_wanted(from, accusation, wanted);
             }
             Message::EvidenceReport { accusation, frame } => {
-                self.on_evidence_report(from, accusation, frame);
+                self.on_evidence_report(from, accusation, frame, now_ms);
             }
             Message::Vote(frame) => self.on_vote(from, frame, now_ms),
             Message::Report(_) => {

@@ -123,7 +123,8 @@ struct Accusing {
     yes: BTreeMap<NodeId, Vec<u8>>,
     no_seats: u64,
     answered: BTreeSet<NodeId>,
-    served: BTreeSet<NodeId>,
+    /// What each member was sent already (as `EvidenceWanted` bits).
+    served: BTreeMap<NodeId, u64>,
     deadline: u64,
 }
 
@@ -137,9 +138,17 @@ struct Ballot {
     deadline: u64,
     scoring: bool,
     /// Reporters the subject names whose reports this node could not get,
-    /// or whose reports do not name the subject: each counts in its own
-    /// view as a reporter who saw nothing wrong.
+    /// whose reports do not name the subject, or whose links to it did not
+    /// span its window: each counts in its own view as a reporter who saw
+    /// nothing wrong.
     missing: usize,
+    /// Neighbours the subject names whose reports neither the evidence nor
+    /// this node held, asked of the accuser (by position in the subject's
+    /// report), until `asked_until`.
+    asked: Vec<NodeId>,
+    asked_until: Option<u64>,
+    /// Their reports, as they came.
+    named_reports: Vec<Arc<[u8]>>,
 }
 
 /// Voting state of a node.
@@ -168,7 +177,12 @@ impl Voting {
 
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         let a = self.accusing.values().map(|a| a.deadline);
-        let b = self.ballots.values().map(|b| b.deadline);
+        let b = self.ballots.values().map(|b| {
+            b.asked_until
+                .filter(|_| !b.scoring)
+                .unwrap_or(b.deadline)
+                .min(b.deadline)
+        });
         a.chain(b).min()
     }
 
@@ -191,6 +205,10 @@ fn within_hour(times: &mut VecDeque<u64>, now: u64) -> usize {
     }
     times.len()
 }
+
+/// How long a member waits for the reports of the subject's neighbours it
+/// asked the accuser for before it scores without them.
+const NAMED_REPORTS_WAIT_MS: u64 = 1_500;
 
 fn decode(frame: &[u8]) -> Option<(Stamp, Report)> {
     let (header, payload) = envelope::verified_parts(frame).ok()?;
@@ -315,7 +333,7 @@ impl<C: Crypto> Node<C> {
                 yes: BTreeMap::new(),
                 no_seats: 0,
                 answered: BTreeSet::new(),
-                served: BTreeSet::new(),
+                served: BTreeMap::new(),
                 deadline: window + 3 * self.cfg.quorum.vote_timeout_ms,
             },
         );
@@ -332,9 +350,12 @@ impl<C: Crypto> Node<C> {
                     deadline: window + self.cfg.quorum.vote_timeout_ms,
                     scoring: false,
                     missing: 0,
+                    asked: Vec::new(),
+                    asked_until: None,
+                    named_reports: Vec::new(),
                 },
             );
-            self.request_replay(hash);
+            self.request_replay(hash, window);
         }
     }
 
@@ -453,10 +474,13 @@ impl<C: Crypto> Node<C> {
                 deadline: now_ms + q.vote_timeout_ms,
                 scoring: false,
                 missing: 0,
+                asked: Vec::new(),
+                asked_until: None,
+                named_reports: Vec::new(),
             },
         );
         if wanted == 0 {
-            self.request_replay(hash);
+            self.request_replay(hash, now_ms);
         } else {
             ctx!(self).send(
                 from,
@@ -473,34 +497,64 @@ impl<C: Crypto> Node<C> {
         self.stats.invalid += 1;
     }
 
-    /// A committee member asks for the reports of one of our accusations.
+    /// A committee member asks for the reports of one of our accusations,
+    /// or for those of neighbours its subject's report names (each at most
+    /// once).
     pub(super) fn on_evidence_wanted(&mut self, from: NodeId, hash: [u8; 32], wanted: u64) {
-        let Some(acc) = self.voting.accusing.get_mut(&hash) else {
+        let Some(acc) = self.voting.accusing.get(&hash) else {
             return;
         };
-        if acc.committee.seats(&from) == 0 || !acc.served.insert(from) {
+        let served = acc.served.get(&from).copied().unwrap_or(0);
+        let wanted = wanted & !served;
+        if acc.committee.seats(&from) == 0 || wanted == 0 {
             return;
         }
-        let send: Vec<Vec<u8>> = acc
+        let n = acc.evidence.len();
+        let mut send: Vec<Arc<[u8]>> = acc
             .evidence
             .iter()
             .enumerate()
             .filter(|(i, _)| wanted & (1 << i) != 0)
-            .map(|(_, (_, m))| {
-                Message::EvidenceReport {
-                    accusation: hash,
-                    frame: &m[1..],
-                }
-                .encode()
-            })
+            .map(|(_, (_, m))| m.clone())
             .collect();
+        if wanted >> n != 0 {
+            let named = acc
+                .evidence
+                .iter()
+                .find(|(r, _)| r.signer == acc.subject)
+                .and_then(|(_, m)| decode(&m[1..]))
+                .map(|(_, r)| r.neighbours)
+                .unwrap_or_default();
+            for (j, o) in named.iter().enumerate() {
+                if n + j < 64
+                    && wanted & (1 << (n + j)) != 0
+                    && let Some(m) = self.gossip.message(&o.neighbour)
+                {
+                    send.push(m);
+                }
+            }
+        }
+        if let Some(acc) = self.voting.accusing.get_mut(&hash) {
+            acc.served.insert(from, served | wanted);
+        }
         for m in send {
-            ctx!(self).send_bytes(from, crate::message::Class::Stream, m.into());
+            let bytes = Message::EvidenceReport {
+                accusation: hash,
+                frame: &m[1..],
+            }
+            .encode();
+            ctx!(self).send_bytes(from, crate::message::Class::Stream, bytes.into());
         }
     }
 
     /// A report we asked the accuser for.
-    pub(super) fn on_evidence_report(&mut self, from: NodeId, hash: [u8; 32], frame: &[u8]) {
+    pub(super) fn on_evidence_report(
+        &mut self,
+        from: NodeId,
+        hash: [u8; 32],
+        frame: &[u8],
+        now_ms: u64,
+    ) {
         let Some(ballot) = self.voting.ballots.get(&hash) else {
             return;
         };
@@ -517,7 +571,7 @@ impl<C: Crypto> Node<C> {
             .iter()
             .position(|r| r.signer == header.sender)
         else {
-            self.count_invalid(from);
+            self.on_named_report(from, hash, header.sender, frame, now_ms);
             return;
         };
         let r = ballot.accusation.evidence[i];
@@ -544,17 +598,62 @@ impl<C: Crypto> Node<C> {
         };
         ballot.have[i] = Some(message);
         if ballot.have.iter().all(Option::is_some) {
-            self.request_replay(hash);
+            self.request_replay(hash, now_ms);
+        }
+    }
+
+    /// The report of a neighbour the subject names, asked of the accuser:
+    /// any report that neighbour signed will do, verified.
+    fn on_named_report(
+        &mut self,
+        from: NodeId,
+        hash: [u8; 32],
+        signer: NodeId,
+        frame: &[u8],
+        now_ms: u64,
+    ) {
+        let Some(ballot) = self.voting.ballots.get(&hash) else {
+            return;
+        };
+        if !ballot.asked.contains(&signer) {
+            self.count_invalid(from);
+            return;
+        }
+        let known = ballot
+            .named_reports
+            .iter()
+            .any(|m| envelope::peek_header(&m[1..]).is_ok_and(|h| h.sender == signer));
+        if known || ballot.scoring {
+            return;
+        }
+        self.stats.verifies += 1;
+        let verified = self.crypto.open(&self.roster, frame).is_ok_and(|v| {
+            v.header().kind == Kind::Telemetry && Report::decode_exact(v.payload()).is_ok()
+        });
+        if !verified {
+            self.count_invalid(from);
+            return;
+        }
+        let Some(ballot) = self.voting.ballots.get_mut(&hash) else {
+            return;
+        };
+        ballot
+            .named_reports
+            .push(Message::Report(frame).encode().into());
+        if ballot.named_reports.len() == ballot.asked.len() {
+            self.request_replay(hash, now_ms);
         }
     }
 
     /// Asks the host to score the accuser's row, replayed, and this node's
     /// own row of the subject from the same reports.
-    fn request_replay(&mut self, hash: [u8; 32]) {
+    fn request_replay(&mut self, hash: [u8; 32], now_ms: u64) {
         let Some(ballot) = self.voting.ballots.get_mut(&hash) else {
             return;
         };
-        ballot.scoring = true;
+        if ballot.scoring {
+            return;
+        }
         let a = &ballot.accusation;
         let decoded: Vec<(NodeId, (u64, u64), Report)> = ballot
             .have
@@ -568,6 +667,16 @@ impl<C: Crypto> Node<C> {
             .collect();
         let (subject, accuser, window) = (a.subject, ballot.accuser, a.window_ms);
         let relays = a.relays;
+        let asked_before = ballot.asked_until.is_some();
+        let fetched: Vec<(NodeId, (u64, u64), Report)> = ballot
+            .named_reports
+            .iter()
+            .filter_map(|m| {
+                let (stamp, report) = decode(&m[1..])?;
+                let header = envelope::peek_header(&m[1..]).ok()?;
+                Some((header.sender, (stamp.epoch, stamp.sequence), report))
+            })
+            .collect();
         let horizon_ms = 2 * self.cfg.report_interval_ms();
         fn held<'r>(
             subject: NodeId,
@@ -610,13 +719,27 @@ impl<C: Crypto> Node<C> {
         // the accuser chose to reference: this node adds the ones it holds,
         // and those it lacks, or whose reports do not name the subject (yet),
         // count as seeing nothing wrong.
-        let named: BTreeSet<NodeId> = decoded
+        // A neighbour linked to the subject for only part of its window
+        // counts as seeing nothing wrong: the subject probes every
+        // neighbour every sample, so a sample without a probe is one the
+        // link did not span. Otherwise whoever keeps joining the subject
+        // would be named, briefly, in every report it signs.
+        let (mut named, mut brief) = (BTreeSet::new(), 0usize);
+        if let Some(d) = decoded.iter().chain(&mine).find(|d| d.0 == subject) {
+            for o in &d.2.neighbours {
+                if o.samples.iter().all(|s| s.probes_sent > 0) {
+                    named.insert(o.neighbour);
+                } else if o.neighbour != subject {
+                    brief += 1;
+                }
+            }
+        }
+        let signers: BTreeSet<NodeId> = decoded
             .iter()
             .chain(&mine)
-            .find(|d| d.0 == subject)
-            .map(|d| d.2.neighbours.iter().map(|o| o.neighbour).collect())
-            .unwrap_or_default();
-        let signers: BTreeSet<NodeId> = decoded.iter().chain(&mine).map(|d| d.0).collect();
+            .chain(&fetched)
+            .map(|d| d.0)
+            .collect();
         let extra: Vec<(NodeId, (u64, u64), Report)> = named
             .iter()
             .filter(|r| **r != subject && !signers.contains(r))
@@ -626,16 +749,57 @@ impl<C: Crypto> Node<C> {
                 Some((*r, (stamp.epoch, stamp.sequence), report))
             })
             .collect();
-        let all: Vec<&(NodeId, (u64, u64), Report)> =
-            decoded.iter().chain(&mine).chain(&extra).collect();
+        let all: Vec<&(NodeId, (u64, u64), Report)> = decoded
+            .iter()
+            .chain(&mine)
+            .chain(&fetched)
+            .chain(&extra)
+            .collect();
+        // Reporters whose reports nobody here holds: ask the accuser once
+        // (an honest one holds most), by their place in the subject's
+        // report, and score when they come or after a while.
+        let absent: Vec<NodeId> = named
+            .iter()
+            .filter(|r| **r != subject && !all.iter().any(|d| d.0 == **r))
+            .copied()
+            .collect();
+        if !absent.is_empty() && !asked_before && accuser != self.me {
+            let n = decoded.len();
+            let wanted = decoded
+                .iter()
+                .find(|d| d.0 == subject)
+                .map(|d| {
+                    d.2.neighbours
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, o)| n + j < 64 && absent.contains(&o.neighbour))
+                        .fold(0u64, |m, (j, _)| m | 1 << (n + j))
+                })
+                .unwrap_or(0);
+            if wanted != 0 {
+                if let Some(b) = self.voting.ballots.get_mut(&hash) {
+                    b.asked = absent;
+                    b.asked_until = Some(now_ms + NAMED_REPORTS_WAIT_MS);
+                }
+                ctx!(self).send(
+                    accuser,
+                    &Message::EvidenceWanted {
+                        accusation: hash,
+                        wanted,
+                    },
+                );
+                return;
+            }
+        }
         let observes = |r: &NodeId| {
             all.iter()
                 .any(|d| d.0 == *r && d.2.neighbours.iter().any(|o| o.neighbour == subject))
         };
-        let missing = named
-            .iter()
-            .filter(|r| **r != subject && !observes(r))
-            .count();
+        let missing = brief
+            + named
+                .iter()
+                .filter(|r| **r != subject && !observes(r))
+                .count();
         // Each reporter's view stands alone: its own report and the
         // subject's, nobody else's, so that liars among the reporters move
         // only their own views (shared aggregates over all reporters would
@@ -661,6 +825,7 @@ impl<C: Crypto> Node<C> {
         }
         if let Some(b) = self.voting.ballots.get_mut(&hash) {
             b.missing = missing;
+            b.scoring = true;
         }
         ctx!(self).event(Event::ReplayRequest {
             accusation: hash,
@@ -858,6 +1023,16 @@ impl<C: Crypto> Node<C> {
     /// drops ballots the host never scored, and closes accusations whose
     /// votes did not come.
     pub(super) fn voting_tick(&mut self, now_ms: u64) {
+        let waited: Vec<[u8; 32]> = self
+            .voting
+            .ballots
+            .iter()
+            .filter(|(_, b)| !b.scoring && b.asked_until.is_some_and(|t| t <= now_ms))
+            .map(|(h, _)| *h)
+            .collect();
+        for hash in waited {
+            self.request_replay(hash, now_ms);
+        }
         let due: Vec<([u8; 32], NodeId, NodeId, bool)> = self
             .voting
             .ballots

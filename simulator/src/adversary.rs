@@ -16,6 +16,7 @@
 //! | `compromised` | host metrics of a compromised machine: CPU and memory near full, node errors, `10 ×` outbound bytes | claims |
 //! | `drip` | a forger and flooder whose intensity ramps from 0 to full over `ramp_s` | slowly |
 //! | `flash` | honest until `start_s`, then a flooder and forger at once | suddenly |
+//! | `sybil` | each second sends each neighbour a voted certificate against a victim (shared by its entry's sybils) whose yes votes are signed by `8 × intensity` fresh unrostered keys, and an accusation of the victim signed by one of them | must *not* move the victim; invalid frames |
 //! | `mimic` | drops `30 × intensity` % of the reports it should relay and pads its message count with pings so its ratios look honest | barely |
 //!
 //! Labels: a (subject, window) is malicious when the subject's attack ran
@@ -51,11 +52,13 @@ pub enum AttackKind {
     Flash,
     /// Does real harm (drops relays) while keeping its features honest-looking.
     Mimic,
+    /// Votes with keys that are not in the roster.
+    Sybil,
 }
 
 impl AttackKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [AttackKind; 10] = [
+    pub const ALL: [AttackKind; 11] = [
         AttackKind::Flooder,
         AttackKind::Forger,
         AttackKind::Replayer,
@@ -66,6 +69,7 @@ impl AttackKind {
         AttackKind::Drip,
         AttackKind::Flash,
         AttackKind::Mimic,
+        AttackKind::Sybil,
     ];
 
     /// The name used in scenarios, datasets and reports.
@@ -82,6 +86,7 @@ impl AttackKind {
             AttackKind::Drip => "drip",
             AttackKind::Flash => "flash",
             AttackKind::Mimic => "mimic",
+            AttackKind::Sybil => "sybil",
         }
     }
 
@@ -133,7 +138,7 @@ pub struct Attack {
     pub intensity: f64,
     /// Ramp for `drip`, µs.
     pub ramp_us: u64,
-    /// For framers: the victim.
+    /// For framers and sybils: the victim.
     pub victim: Option<NodeId>,
     /// For framers: join the victim whenever not its neighbour.
     pub eclipse: bool,

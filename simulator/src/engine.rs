@@ -173,6 +173,9 @@ struct Slot {
     bytes_out: u64,
     /// A framer's victim.
     victim: bool,
+    /// A degraded host: from this time (µs) it loses a share of its
+    /// inbound packets.
+    degraded_from: Option<u64>,
     /// Relays a mimic dropped since the last second, per neighbour.
     dropped_relays: BTreeMap<u32, u32>,
     /// An attacker's own signer for rewritten and forged reports, made
@@ -317,7 +320,7 @@ impl Sim {
         arng.shuffle(&mut free);
         for a in &sc.attackers {
             let mut victim = None;
-            if a.kind == AttackKind::Framer
+            if matches!(a.kind, AttackKind::Framer | AttackKind::Sybil)
                 && let Some(v) = free.pop()
             {
                 slots[v].victim = true;
@@ -337,6 +340,10 @@ impl Sim {
                 }));
             }
         }
+        for _ in 0..sc.degraded.count {
+            let Some(i) = free.pop() else { break };
+            slots[i].degraded_from = Some((sc.degraded.start_s * 1e6) as u64);
+        }
         let end = sc.duration_s * 1_000_000;
         let mut metrics = Metrics::new(n, sc.warmup_s * 1_000_000, sc.deadline_ms, sc.duration_s);
         for (i, s) in slots.iter().enumerate() {
@@ -344,6 +351,9 @@ impl Sim {
                 metrics
                     .attackers
                     .insert(i as u32, (a.kind.name(), a.start_us));
+            }
+            if s.degraded_from.is_some() {
+                metrics.degraded.insert(i as u32);
             }
         }
         let mut sim = Self {
@@ -827,7 +837,15 @@ impl Sim {
         self.slots[i].uplink_free = start + tx_us;
         let base = self.base_latency_us(from, to);
         let jitter = self.rng.between(0, self.sc.network.jitter_ms * 1000);
-        let loss = self.sc.network.loss;
+        let inbound = if self.slots[to as usize]
+            .degraded_from
+            .is_some_and(|t| self.now >= t)
+        {
+            self.sc.degraded.inbound_loss
+        } else {
+            0.0
+        };
+        let loss = 1.0 - (1.0 - self.sc.network.loss) * (1.0 - inbound);
         let mut delay = base + jitter;
         if loss > 0.0 {
             let packets = len.div_ceil(self.sc.network.packet_payload).max(1);
@@ -947,6 +965,9 @@ impl Sim {
             if self.slots[i].attack.is_some() {
                 self.inject(i);
             }
+            if self.slots[i].victim {
+                self.sample_victim(i);
+            }
         }
         self.flush_scores();
         // Honest subject-seconds for the false-positive rate.
@@ -1036,6 +1057,16 @@ impl Sim {
             // its neighbours.
             self.send(i, to, Class::Stream, Message::Join.encode().into(), 0);
         }
+        if kind == AttackKind::Sybil
+            && let Some(frames) = self.sybil_frames(i, (8.0 * strength).round().max(1.0) as usize)
+        {
+            for peer in &view {
+                let Some(to) = self.idx(peer) else { continue };
+                for f in &frames {
+                    self.send(i, to, Class::Stream, f.clone(), 0);
+                }
+            }
+        }
         let count = |per_s: f64| (per_s * strength).round() as u64;
         let dropped = std::mem::take(&mut self.slots[i].dropped_relays);
         for peer in view {
@@ -1079,6 +1110,126 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// The share of victim `i`'s neighbours that attack it (framers or
+    /// sybils of its entry), once its attackers have started.
+    fn sample_victim(&mut self, i: usize) {
+        let Some(node) = self.slots[i].node.as_ref() else {
+            return;
+        };
+        let (me, now) = (self.ids[i], self.now);
+        let against_me = |s: &Slot| {
+            s.attack
+                .as_ref()
+                .is_some_and(|a| a.victim == Some(me) && a.active(now))
+        };
+        let view = node.active_view();
+        if view.is_empty() || !self.slots.iter().any(against_me) {
+            return;
+        }
+        let attackers = view
+            .iter()
+            .filter(|p| {
+                self.idx(p)
+                    .is_some_and(|j| against_me(&self.slots[j as usize]))
+            })
+            .count();
+        #[allow(clippy::cast_precision_loss, reason = "view sizes")]
+        self.metrics
+            .victim_share
+            .push(attackers as f64 / view.len() as f64);
+    }
+
+    /// A sybil's messages for this second: a voted certificate against its
+    /// victim whose accusation it signs itself and whose `keys` yes votes
+    /// are signed by fresh keys no roster names, and an accusation signed
+    /// by one of those keys.
+    fn sybil_frames(&mut self, i: usize, keys: usize) -> Option<Vec<Arc<[u8]>>> {
+        use sentinel_protocol::evidence::{Certificate, Reason};
+        use sentinel_protocol::features::Relays;
+        use sentinel_protocol::quorum::{Accusation, Verdict, Vote, Votes, content_hash};
+        let subject = self.slots[i].attack.as_ref()?.victim?;
+        let now_ms = self.node_ms(i);
+        let accusation = Accusation {
+            subject,
+            window_ms: now_ms,
+            score: Score(Score::SCALE),
+            model: self.cfg.quarantine.model,
+            relays: Relays::default(),
+            evidence: Vec::new(),
+        }
+        .to_bytes();
+        let a = self.slots[i].attack.as_mut()?;
+        a.forged += 1;
+        let stamp = Stamp {
+            epoch: 1,
+            sequence: 2_000_000 + a.forged,
+            issued_at_ms: now_ms,
+        };
+        let mut crypto = self.take_signer(i)?;
+        let frame = crypto.seal(self.roster.mesh_id(), Kind::Accusation, stamp, &accusation);
+        self.slots[i].signer = Some(crypto);
+        let frame = frame.ok()?;
+        let hash = content_hash(envelope::signed_content_of(&frame).ok()?);
+        let vote = Vote {
+            accusation: hash,
+            subject,
+            verdict: Verdict::Yes,
+            replayed: Score(Score::SCALE),
+            own: Score(Score::SCALE),
+        }
+        .to_bytes();
+        let mut votes: Vec<(NodeId, Vec<u8>)> = Vec::new();
+        let mut sybil_accusation = None;
+        for _ in 0..keys {
+            let mut seed = [0u8; SEED_LEN];
+            for chunk in seed.chunks_mut(8) {
+                chunk.copy_from_slice(&self.arng.next_u64().to_be_bytes());
+            }
+            let mut sybil = match self.sc.crypto {
+                CryptoMode::Modelled => SimCrypto::Modelled(ModelledCrypto::new(NodeId(
+                    seed[..NodeId::LEN].try_into().ok()?,
+                ))),
+                CryptoMode::Real => SimCrypto::Real {
+                    inner: Box::new(RealCrypto::new(Identity::from_seed(&seed).ok()?)),
+                    cache: self.cache.clone(),
+                },
+            };
+            let stamp = Stamp {
+                epoch: 1,
+                sequence: 1,
+                issued_at_ms: now_ms,
+            };
+            let v = sybil
+                .seal(self.roster.mesh_id(), Kind::Vote, stamp, &vote)
+                .ok()?;
+            if votes.is_empty() {
+                let stamp = Stamp {
+                    sequence: 2,
+                    ..stamp
+                };
+                sybil_accusation = sybil
+                    .seal(self.roster.mesh_id(), Kind::Accusation, stamp, &accusation)
+                    .ok();
+            }
+            votes.push((sybil.id(), v));
+        }
+        votes.sort_by_key(|v| v.0);
+        let certificate = Certificate {
+            subject,
+            epoch: 1,
+            ttl_ms: self.cfg.quarantine.voted_ttl_ms,
+            reason: Reason::Votes(
+                Votes::new(frame, votes.into_iter().map(|v| v.1).collect()).ok()?,
+            ),
+        }
+        .to_bytes();
+        let mut out: Vec<Arc<[u8]>> = vec![Message::Certificate(&certificate).encode().into()];
+        if let Some(f) = sybil_accusation {
+            out.push(Message::Accuse(&f).encode().into());
+        }
+        Some(out)
     }
 
     /// A report under a fresh sequence whose signature does not verify.
@@ -1335,12 +1486,20 @@ impl Sim {
                 accusation,
                 rows,
             }),
-            Event::Accused { .. } => self.metrics.accusations.0 += 1,
+            Event::Accused { .. } => {
+                self.metrics.accusations.0 += 1;
+                if self.slots[i].degraded_from.is_some() {
+                    self.metrics.degraded_accusations.0 += 1;
+                }
+            }
             Event::VoteCast { verdict, .. } => {
                 *self.metrics.votes.entry(verdict.name()).or_default() += 1;
             }
             Event::AccusationClosed { certified, .. } => {
                 self.metrics.accusations.1 += u64::from(certified);
+                if self.slots[i].degraded_from.is_some() {
+                    self.metrics.degraded_accusations.1 += u64::from(certified);
+                }
             }
             Event::ScoreRequest { window, rows } => {
                 self.detection.pending.push(Pending {
@@ -1496,6 +1655,8 @@ fn conflicting(crypto: &mut SimCrypto, roster: &Roster, frame: &[u8]) -> Option<
 fn honest_case(s: &Slot) -> &'static str {
     if s.victim {
         "victim"
+    } else if s.degraded_from.is_some() {
+        "degraded"
     } else if s.overloaded {
         "overloaded"
     } else if s.churns {

@@ -101,6 +101,13 @@ pub struct Metrics {
     pub(crate) voted_certificate_bytes: Vec<usize>,
     /// Accusations made, and those certified.
     pub(crate) accusations: (u64, u64),
+    /// The same, by degraded hosts.
+    pub(crate) degraded_accusations: (u64, u64),
+    /// Degraded hosts.
+    pub(crate) degraded: BTreeSet<u32>,
+    /// Each second, for each framing or sybil victim under attack: the
+    /// share of its neighbours that attack it.
+    pub(crate) victim_share: Vec<f64>,
     /// Votes cast, by verdict name.
     pub(crate) votes: BTreeMap<&'static str, u64>,
 }
@@ -150,6 +157,9 @@ impl Metrics {
             quorum_bytes: vec![0; n],
             voted_certificate_bytes: Vec::new(),
             accusations: (0, 0),
+            degraded_accusations: (0, 0),
+            degraded: BTreeSet::new(),
+            victim_share: Vec::new(),
             votes: BTreeMap::new(),
         }
     }
@@ -165,8 +175,14 @@ impl Metrics {
             .filter(|(_, (_, start))| *start < end_us)
             .map(|(&x, &(kind, start))| {
                 let held = self.held.get(&x).unwrap_or(&empty);
+                // Degraded hosts are left out: their inbound loss delays
+                // every certificate sent to them, whoever made it.
                 let eligible: Vec<u32> = (0..self.n as u32)
-                    .filter(|i| self.live[*i as usize] && !self.attackers.contains_key(i))
+                    .filter(|i| {
+                        self.live[*i as usize]
+                            && !self.attackers.contains_key(i)
+                            && !self.degraded.contains(i)
+                    })
                     .collect();
                 let mut times: Vec<u64> = eligible
                     .iter()

@@ -148,6 +148,25 @@ pub struct Quorum {
     /// Accusations, evidence and votes sent per node, bytes/s over the
     /// measured window.
     pub vote_traffic_bytes_per_s: Dist,
+    /// Degraded hosts (honest), if the scenario has any.
+    pub degraded: Option<DegradedHosts>,
+    /// Share of a victim's neighbours that are its attackers, sampled
+    /// every second while they attack (an eclipse would take it to 1).
+    pub victim_neighbours_attacking: Option<Dist>,
+}
+
+/// What the honest nodes with degraded networks did and suffered.
+#[derive(Debug, Clone, Serialize)]
+pub struct DegradedHosts {
+    /// How many.
+    pub nodes: usize,
+    /// Accusations they made.
+    pub accusations: u64,
+    /// Of those, certified.
+    pub certified: u64,
+    /// Degraded hosts that some node held a certificate against (counted
+    /// among the honest nodes quarantined too).
+    pub quarantined: usize,
 }
 
 /// Time to quarantine for one attack kind.
@@ -339,6 +358,20 @@ fn quorum(sim: &Sim) -> Option<Quorum> {
                 .map(|b| *b as f64)
                 .collect(),
         ),
+        victim_neighbours_attacking: (!m.victim_share.is_empty())
+            .then(|| Dist::of(m.victim_share.clone())),
+        degraded: (!m.degraded.is_empty()).then(|| DegradedHosts {
+            nodes: m.degraded.len(),
+            accusations: m.degraded_accusations.0,
+            certified: m.degraded_accusations.1,
+            quarantined: m
+                .honest_quarantined
+                .iter()
+                .map(|x| x.2)
+                .filter(|x| m.degraded.contains(x))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+        }),
         vote_traffic_bytes_per_s: Dist::of(
             m.quorum_bytes
                 .iter()
@@ -603,6 +636,20 @@ impl RunReport {
                 q.vote_traffic_bytes_per_s.p95,
                 q.vote_traffic_bytes_per_s.max,
             );
+            if let Some(v) = &q.victim_neighbours_attacking {
+                let _ = writeln!(
+                    s,
+                    "| victims' neighbours that attack them, share mean / p95 / max | {:.2} / {:.2} / {:.2} |",
+                    v.mean, v.p95, v.max
+                );
+            }
+            if let Some(d) = &q.degraded {
+                let _ = writeln!(
+                    s,
+                    "| degraded hosts: nodes / their accusations / certified / quarantined | {} / {} / {} / {} |",
+                    d.nodes, d.accusations, d.certified, d.quarantined
+                );
+            }
         }
         if let Some(sc) = &self.scoring
             && sc.rows_scored > 0

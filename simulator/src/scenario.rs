@@ -76,6 +76,9 @@ pub struct Scenario {
     pub overload: Overload,
     /// Background churn.
     pub churn: Churn,
+    /// Honest nodes whose own network degrades: they may accuse their
+    /// neighbours wrongly, and must get no one quarantined.
+    pub degraded: Degraded,
     /// CPU cost model.
     pub cost: Cost,
     /// Scheduled actions.
@@ -103,6 +106,7 @@ impl Default for Scenario {
             clock: Clock::default(),
             overload: Overload::default(),
             churn: Churn::default(),
+            degraded: Degraded::default(),
             cost: Cost::default(),
             events: Vec::new(),
             protocol: ProtocolOverrides::default(),
@@ -185,6 +189,21 @@ impl Default for Overload {
             stall_max_ms: 1_500,
         }
     }
+}
+
+/// Degraded hosts: honest nodes (never attackers or victims) that from
+/// `start_s` on lose `inbound_loss` of the packets sent to them, on top of
+/// the network's loss. Their own measurements then make their neighbours
+/// look as if they claimed traffic they never sent and missed probes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Degraded {
+    /// How many nodes.
+    pub count: usize,
+    /// When their network degrades, seconds from the run's start.
+    pub start_s: f64,
+    /// Fraction of the packets sent to them that are lost.
+    pub inbound_loss: f64,
 }
 
 /// Background churn: some nodes crash and come back, again and again.
@@ -463,15 +482,34 @@ impl Scenario {
         let victims = self
             .attackers
             .iter()
-            .filter(|a| a.kind == crate::adversary::AttackKind::Framer)
+            .filter(|a| {
+                matches!(
+                    a.kind,
+                    crate::adversary::AttackKind::Framer | crate::adversary::AttackKind::Sybil
+                )
+            })
             .count();
-        if attackers + victims > self.nodes {
+        if attackers + victims + self.degraded.count > self.nodes {
             return Err(ScenarioError::Invalid {
                 field: "attackers.count",
                 rule: format!(
-                    "{attackers} attackers and {victims} framing victims do not fit in {} nodes",
-                    self.nodes
+                    "{attackers} attackers, {victims} framing victims and {} degraded hosts do \
+                     not fit in {} nodes",
+                    self.degraded.count, self.nodes
                 ),
+            });
+        }
+        let d = &self.degraded;
+        if !(0.0..1.0).contains(&d.inbound_loss) {
+            return Err(ScenarioError::Invalid {
+                field: "degraded.inbound_loss",
+                rule: format!("must be at least 0 and below 1, got {}", d.inbound_loss),
+            });
+        }
+        if !(0.0..=self.duration_s as f64).contains(&d.start_s) {
+            return Err(ScenarioError::Invalid {
+                field: "degraded.start_s",
+                rule: format!("{} is outside the run", d.start_s),
             });
         }
         for a in &self.attackers {

@@ -158,7 +158,7 @@ fn equivocators_are_certified_everywhere_and_crashes_and_restores_frame_nobody()
 /// sixth of the weight) who lie about one victim and vote yes on every
 /// accusation whose replay agrees get nobody honest quarantined.
 #[test]
-fn attackers_are_voted_out_and_colluding_framers_frame_nobody() {
+fn attackers_are_voted_out_and_framers_sybils_and_degraded_accusers_frame_nobody() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let sc = Scenario::parse(
         r#"
@@ -172,6 +172,10 @@ fn attackers_are_voted_out_and_colluding_framers_frame_nobody() {
         loss = 0.005
         [overload]
         fraction = 0.05
+        [degraded]
+        count = 3
+        start_s = 60
+        inbound_loss = 0.3
         [detection]
         quorum = true
         [[attackers]]
@@ -179,6 +183,12 @@ fn attackers_are_voted_out_and_colluding_framers_frame_nobody() {
         count = 20
         start_s = 60
         intensity = 3.0
+        eclipse = true
+        [[attackers]]
+        kind = "sybil"
+        count = 2
+        start_s = 60
+        intensity = 1.0
         [[attackers]]
         kind = "flooder"
         count = 2
@@ -204,7 +214,23 @@ fn attackers_are_voted_out_and_colluding_framers_frame_nobody() {
         assert_eq!((t.attackers, t.quarantined), (2, 2), "{kind}: {q:?}");
         assert!(t.time_ms.max < 60_000.0, "{kind}: {q:?}");
     }
+    // Neither the framers (who also try to crowd out their victim's
+    // neighbours), nor certificates voted by unrostered keys, nor honest
+    // hosts whose network loses 30% and who accuse wrongly, get anyone
+    // honest quarantined.
     assert_eq!(q.honest_quarantined, 0, "{q:?}");
+    let eclipse = q
+        .victim_neighbours_attacking
+        .as_ref()
+        .expect("victims sampled");
+    assert!(eclipse.mean < 0.5, "{eclipse:?}");
+    let degraded = q.degraded.as_ref().expect("degraded hosts");
+    assert!(degraded.accusations > 0, "{degraded:?}");
+    assert_eq!(
+        (degraded.certified, degraded.quarantined),
+        (0, 0),
+        "{degraded:?}"
+    );
     assert!(q.certified >= 2, "{q:?}");
     assert!(
         q.votes.get("own-view-below").copied().unwrap_or(0) > 0,
