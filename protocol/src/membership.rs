@@ -483,6 +483,7 @@ impl Membership {
             | Message::Wanted { .. }
             | Message::Accuse(_)
             | Message::EvidenceWanted { .. }
+            | Message::ReportWanted { .. }
             | Message::EvidenceReport { .. }
             | Message::Vote(_) => {}
         }

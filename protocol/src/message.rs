@@ -155,22 +155,27 @@ pub enum Message<'a> {
     /// by the accuser to each member of the subject's committee.
     Accuse(&'a [u8]),
     /// "Send me these reports of your accusation": bit `i` asks for its
-    /// `i`-th evidence reference, and bit `n + j` (`n` references) for the
-    /// latest report held of the `j`-th neighbour the subject's cited
-    /// report names.
+    /// `i`-th evidence reference.
     EvidenceWanted {
         /// [`crate::quorum::content_hash`] of the accusation.
         accusation: [u8; 32],
         /// The references wanted, as a bit set.
         wanted: u64,
     },
-    /// One signed report an accusation refers to, or of a neighbour its
-    /// subject names, as asked for.
+    /// One signed report an accusation refers to, or the sender's own
+    /// latest report, as asked for.
     EvidenceReport {
         /// [`crate::quorum::content_hash`] of the accusation.
         accusation: [u8; 32],
         /// The report's frame.
         frame: &'a [u8],
+    },
+    /// "Send me your latest report": a committee member voting on this
+    /// accusation asks a reporter its subject names whose report neither
+    /// the evidence nor the member holds.
+    ReportWanted {
+        /// [`crate::quorum::content_hash`] of the accusation.
+        accusation: [u8; 32],
     },
     /// A signed vote ([`crate::quorum::Vote`] envelope), sent to the
     /// accuser.
@@ -221,6 +226,8 @@ pub const TAG_EVIDENCE_WANTED: u8 = 20;
 pub const TAG_EVIDENCE_REPORT: u8 = 21;
 /// The tag of [`Message::Vote`].
 pub const TAG_VOTE: u8 = 22;
+/// The tag of [`Message::ReportWanted`].
+pub const TAG_REPORT_WANTED: u8 = 23;
 
 fn put_ids(out: &mut Vec<u8>, ids: &[NodeId]) {
     out.push(u8::try_from(ids.len()).unwrap_or(u8::MAX));
@@ -286,6 +293,7 @@ pub fn is_quarantine_traffic(bytes: &[u8]) -> bool {
                 | TAG_VOTE
                 | TAG_EVIDENCE_REPORT
                 | TAG_EVIDENCE_WANTED
+                | TAG_REPORT_WANTED
                 | TAG_CERTIFICATE
                 | TAG_QUARANTINES
                 | TAG_WANTED)
@@ -427,6 +435,10 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(accusation);
                 out.extend_from_slice(frame);
             }
+            Message::ReportWanted { accusation } => {
+                out.push(TAG_REPORT_WANTED);
+                out.extend_from_slice(accusation);
+            }
         }
         out
     }
@@ -525,6 +537,9 @@ impl<'a> Message<'a> {
                 accusation: r.array()?,
                 frame: read_frame(&mut r, "evidence report", crate::envelope::MAX_FRAME_LEN)?,
             },
+            TAG_REPORT_WANTED => Message::ReportWanted {
+                accusation: r.array()?,
+            },
             _ => {
                 return Err(InvalidMessage::InvalidField {
                     field: "message.tag",
@@ -597,6 +612,9 @@ mod tests {
             Message::EvidenceReport {
                 accusation: [4; 32],
                 frame: b"report frame",
+            },
+            Message::ReportWanted {
+                accusation: [5; 32],
             },
             Message::Digest {
                 entries: vec![DigestEntry {

@@ -937,6 +937,7 @@ impl<C: Crypto> Node<C> {
                 &crate::message::TAG_ACCUSE
                     | &crate::message::TAG_VOTE
                     | &crate::message::TAG_EVIDENCE_REPORT
+                    | &crate::message::TAG_REPORT_WANTED
             )
         );
         let (report_bucket, control_bucket, quorum_bucket) =
@@ -984,6 +985,7 @@ impl<C: Crypto> Node<C> {
             Message::EvidenceReport { accusation, frame } => {
                 self.on_evidence_report(from, accusation, frame, now_ms);
             }
+            Message::ReportWanted { accusation } => self.on_report_wanted(from, accusation),
             Message::Vote(frame) => self.on_vote(from, frame, now_ms),
             Message::Report(_) => {
                 evidence = self.gossip.on_report(

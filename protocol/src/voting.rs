@@ -123,8 +123,7 @@ struct Accusing {
     yes: BTreeMap<NodeId, Vec<u8>>,
     no_seats: u64,
     answered: BTreeSet<NodeId>,
-    /// What each member was sent already (as `EvidenceWanted` bits).
-    served: BTreeMap<NodeId, u64>,
+    served: BTreeSet<NodeId>,
     deadline: u64,
 }
 
@@ -142,9 +141,8 @@ struct Ballot {
     /// span its window: each counts in its own view as a reporter who saw
     /// nothing wrong.
     missing: usize,
-    /// Neighbours the subject names whose reports neither the evidence nor
-    /// this node held, asked of the accuser (by position in the subject's
-    /// report), until `asked_until`.
+    /// Reporters the subject names whose reports neither the evidence nor
+    /// this node held, asked for theirs, until `asked_until`.
     asked: Vec<NodeId>,
     asked_until: Option<u64>,
     /// Their reports, as they came.
@@ -333,7 +331,7 @@ impl<C: Crypto> Node<C> {
                 yes: BTreeMap::new(),
                 no_seats: 0,
                 answered: BTreeSet::new(),
-                served: BTreeMap::new(),
+                served: BTreeSet::new(),
                 deadline: window + 3 * self.cfg.quorum.vote_timeout_ms,
             },
         );
@@ -497,47 +495,40 @@ impl<C: Crypto> Node<C> {
         self.stats.invalid += 1;
     }
 
-    /// A committee member asks for the reports of one of our accusations,
-    /// or for those of neighbours its subject's report names (each at most
-    /// once).
+    /// A committee member asks for the reports of one of our accusations.
     pub(super) fn on_evidence_wanted(&mut self, from: NodeId, hash: [u8; 32], wanted: u64) {
-        let Some(acc) = self.voting.accusing.get(&hash) else {
+        let Some(acc) = self.voting.accusing.get_mut(&hash) else {
             return;
         };
-        let served = acc.served.get(&from).copied().unwrap_or(0);
-        let wanted = wanted & !served;
-        if acc.committee.seats(&from) == 0 || wanted == 0 {
+        if acc.committee.seats(&from) == 0 || !acc.served.insert(from) {
             return;
         }
-        let n = acc.evidence.len();
-        let mut send: Vec<Arc<[u8]>> = acc
+        let send: Vec<Vec<u8>> = acc
             .evidence
             .iter()
             .enumerate()
             .filter(|(i, _)| wanted & (1 << i) != 0)
-            .map(|(_, (_, m))| m.clone())
-            .collect();
-        if wanted >> n != 0 {
-            let named = acc
-                .evidence
-                .iter()
-                .find(|(r, _)| r.signer == acc.subject)
-                .and_then(|(_, m)| decode(&m[1..]))
-                .map(|(_, r)| r.neighbours)
-                .unwrap_or_default();
-            for (j, o) in named.iter().enumerate() {
-                if n + j < 64
-                    && wanted & (1 << (n + j)) != 0
-                    && let Some(m) = self.gossip.message(&o.neighbour)
-                {
-                    send.push(m);
+            .map(|(_, (_, m))| {
+                Message::EvidenceReport {
+                    accusation: hash,
+                    frame: &m[1..],
                 }
-            }
-        }
-        if let Some(acc) = self.voting.accusing.get_mut(&hash) {
-            acc.served.insert(from, served | wanted);
-        }
+                .encode()
+            })
+            .collect();
         for m in send {
+            ctx!(self).send_bytes(from, crate::message::Class::Stream, m.into());
+        }
+    }
+
+    /// A committee member asks for this node's latest report (its subject
+    /// names this node as a neighbour). Answered with it, if any; the
+    /// quorum bucket bounds how often.
+    pub(super) fn on_report_wanted(&mut self, from: NodeId, hash: [u8; 32]) {
+        if !self.quorum_on() {
+            return;
+        }
+        if let Some(m) = self.gossip.message(&self.me) {
             let bytes = Message::EvidenceReport {
                 accusation: hash,
                 frame: &m[1..],
@@ -558,20 +549,25 @@ impl<C: Crypto> Node<C> {
         let Some(ballot) = self.voting.ballots.get(&hash) else {
             return;
         };
-        if ballot.accuser != from {
+        let asked = ballot.asked.contains(&from);
+        if ballot.accuser != from && !asked {
             return;
         }
         let Ok(header) = envelope::peek_header(frame) else {
             self.count_invalid(from);
             return;
         };
+        if asked && header.sender == from {
+            self.on_named_report(from, hash, frame, now_ms);
+            return;
+        }
         let Some(i) = ballot
             .accusation
             .evidence
             .iter()
             .position(|r| r.signer == header.sender)
         else {
-            self.on_named_report(from, hash, header.sender, frame, now_ms);
+            self.count_invalid(from);
             return;
         };
         let r = ballot.accusation.evidence[i];
@@ -602,27 +598,16 @@ impl<C: Crypto> Node<C> {
         }
     }
 
-    /// The report of a neighbour the subject names, asked of the accuser:
-    /// any report that neighbour signed will do, verified.
-    fn on_named_report(
-        &mut self,
-        from: NodeId,
-        hash: [u8; 32],
-        signer: NodeId,
-        frame: &[u8],
-        now_ms: u64,
-    ) {
+    /// The latest report of a reporter the subject names, asked of that
+    /// reporter: any report it signed will do, verified.
+    fn on_named_report(&mut self, from: NodeId, hash: [u8; 32], frame: &[u8], now_ms: u64) {
         let Some(ballot) = self.voting.ballots.get(&hash) else {
             return;
         };
-        if !ballot.asked.contains(&signer) {
-            self.count_invalid(from);
-            return;
-        }
         let known = ballot
             .named_reports
             .iter()
-            .any(|m| envelope::peek_header(&m[1..]).is_ok_and(|h| h.sender == signer));
+            .any(|m| envelope::peek_header(&m[1..]).is_ok_and(|h| h.sender == from));
         if known || ballot.scoring {
             return;
         }
@@ -716,14 +701,13 @@ impl<C: Crypto> Node<C> {
         // their signed reports alone (a reporter is a signer that observes
         // the subject and that the subject's own report names). Every
         // reporter the subject names counts, not only those whose reports
-        // the accuser chose to reference: this node adds the ones it holds,
-        // and those it lacks, or whose reports do not name the subject (yet),
-        // count as seeing nothing wrong.
-        // A neighbour linked to the subject for only part of its window
-        // counts as seeing nothing wrong: the subject probes every
-        // neighbour every sample, so a sample without a probe is one the
-        // link did not span. Otherwise whoever keeps joining the subject
-        // would be named, briefly, in every report it signs.
+        // the accuser chose to reference: this node adds the ones it holds
+        // or can get, and those it cannot, or whose reports do not name the
+        // subject (yet), count as seeing nothing wrong. So does a neighbour
+        // linked to the subject for only part of its window (the subject
+        // probes every neighbour every sample, so a sample without a probe
+        // is one the link did not span): otherwise whoever keeps joining
+        // the subject would be named, briefly, in every report it signs.
         let (mut named, mut brief) = (BTreeSet::new(), 0usize);
         if let Some(d) = decoded.iter().chain(&mine).find(|d| d.0 == subject) {
             for o in &d.2.neighbours {
@@ -755,41 +739,24 @@ impl<C: Crypto> Node<C> {
             .chain(&fetched)
             .chain(&extra)
             .collect();
-        // Reporters whose reports nobody here holds: ask the accuser once
-        // (an honest one holds most), by their place in the subject's
-        // report, and score when they come or after a while.
+        // Reporters whose reports neither the evidence nor this node holds
+        // (the subject may not relay them, as a free-rider does not): ask
+        // each for its latest, once, and score when they come or after a
+        // while.
         let absent: Vec<NodeId> = named
             .iter()
             .filter(|r| **r != subject && !all.iter().any(|d| d.0 == **r))
             .copied()
             .collect();
-        if !absent.is_empty() && !asked_before && accuser != self.me {
-            let n = decoded.len();
-            let wanted = decoded
-                .iter()
-                .find(|d| d.0 == subject)
-                .map(|d| {
-                    d.2.neighbours
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, o)| n + j < 64 && absent.contains(&o.neighbour))
-                        .fold(0u64, |m, (j, _)| m | 1 << (n + j))
-                })
-                .unwrap_or(0);
-            if wanted != 0 {
-                if let Some(b) = self.voting.ballots.get_mut(&hash) {
-                    b.asked = absent;
-                    b.asked_until = Some(now_ms + NAMED_REPORTS_WAIT_MS);
-                }
-                ctx!(self).send(
-                    accuser,
-                    &Message::EvidenceWanted {
-                        accusation: hash,
-                        wanted,
-                    },
-                );
-                return;
+        if !absent.is_empty() && !asked_before {
+            for r in &absent {
+                ctx!(self).send(*r, &Message::ReportWanted { accusation: hash });
             }
+            if let Some(b) = self.voting.ballots.get_mut(&hash) {
+                b.asked = absent;
+                b.asked_until = Some(now_ms + NAMED_REPORTS_WAIT_MS);
+            }
+            return;
         }
         let observes = |r: &NodeId| {
             all.iter()

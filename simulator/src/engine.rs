@@ -1112,6 +1112,17 @@ impl Sim {
         }
     }
 
+    /// Notes when an honest node first raised suspicion of attacker
+    /// `subject` (stage 0), first accused it (1), or anyone first made a
+    /// voted certificate against it (2).
+    fn first_stage(&mut self, subject: &NodeId, stage: usize) {
+        let Some(x) = self.idx(subject) else { return };
+        if self.metrics.attackers.contains_key(&x) {
+            let at = &mut self.metrics.stages.entry(x).or_default()[stage];
+            at.get_or_insert(self.now);
+        }
+    }
+
     /// The share of victim `i`'s neighbours that attack it (framers or
     /// sybils of its entry), once its attackers have started.
     fn sample_victim(&mut self, i: usize) {
@@ -1403,8 +1414,18 @@ impl Sim {
                 fault: Fault::Voted,
                 from: None,
                 certificate,
+                subject,
                 ..
-            } => self.metrics.voted_certificate_bytes.push(certificate.len()),
+            } => {
+                self.metrics.voted_certificate_bytes.push(certificate.len());
+                self.first_stage(subject, 2);
+            }
+            Event::Accused { subject, .. } if self.slots[i].attack.is_none() => {
+                self.first_stage(subject, 1);
+            }
+            Event::SuspicionRaised { subject, .. } if self.slots[i].attack.is_none() => {
+                self.first_stage(subject, 0);
+            }
             _ => {}
         }
         match e {

@@ -105,6 +105,9 @@ pub struct Metrics {
     pub(crate) degraded_accusations: (u64, u64),
     /// Degraded hosts.
     pub(crate) degraded: BTreeSet<u32>,
+    /// Per attacker: when an honest node first raised suspicion of it, first
+    /// accused it, and a voted certificate against it was first made, µs.
+    pub(crate) stages: BTreeMap<u32, [Option<u64>; 3]>,
     /// Each second, for each framing or sybil victim under attack: the
     /// share of its neighbours that attack it.
     pub(crate) victim_share: Vec<f64>,
@@ -160,6 +163,7 @@ impl Metrics {
             degraded_accusations: (0, 0),
             degraded: BTreeSet::new(),
             victim_share: Vec::new(),
+            stages: BTreeMap::new(),
             votes: BTreeMap::new(),
         }
     }

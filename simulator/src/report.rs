@@ -176,6 +176,10 @@ pub struct QuarantineTimes {
     pub attackers: usize,
     /// Of those, quarantined at ≥ 99% of the honest nodes.
     pub quarantined: usize,
+    /// Attack start → an honest node first raised suspicion of it, first
+    /// accused it, a voted certificate was first made, ms (medians over
+    /// the attackers that got there; none when none did).
+    pub stages_p50_ms: [Option<f64>; 3],
     /// Attack start → certificate at 99%, ms.
     pub time_ms: Dist,
 }
@@ -325,6 +329,15 @@ fn quorum(sim: &Sim) -> Option<Quorum> {
     }
     let m = &sim.metrics;
     let mut by_kind: BTreeMap<&'static str, (QuarantineTimes, Vec<f64>)> = BTreeMap::new();
+    let mut stages: BTreeMap<&'static str, [Vec<f64>; 3]> = BTreeMap::new();
+    for (x, (kind, start)) in &m.attackers {
+        let e = stages.entry(kind).or_default();
+        for (k, at) in m.stages.get(x).into_iter().flatten().enumerate() {
+            if let Some(at) = at {
+                e[k].push(at.saturating_sub(*start) as f64 / 1000.0);
+            }
+        }
+    }
     for (kind, t) in m.time_to_quarantine(sim.now) {
         let e = by_kind.entry(kind).or_default();
         e.0.attackers += 1;
@@ -339,6 +352,9 @@ fn quorum(sim: &Sim) -> Option<Quorum> {
             .into_iter()
             .map(|(k, (mut q, v))| {
                 q.time_ms = Dist::of(v);
+                if let Some(st) = stages.remove(k) {
+                    q.stages_p50_ms = st.map(|v| (!v.is_empty()).then(|| Dist::of(v).p50));
+                }
                 (k, q)
             })
             .collect(),
@@ -613,12 +629,15 @@ impl RunReport {
         if let Some(q) = &self.quorum {
             let _ = writeln!(
                 s,
-                "\n| voted quarantine | attackers | quarantined at ≥ 99% | attack start → 99% p50 / p95 / max |\n|---|---|---|---|"
+                "\n| voted quarantine | attackers | quarantined at ≥ 99% | attack start → 99% p50 / p95 / max | → first raise / accusation / certificate p50 |\n|---|---|---|---|---|"
             );
             for (kind, t) in &q.by_kind {
+                let [r, a, c] = t
+                    .stages_p50_ms
+                    .map(|v| v.map_or("-".into(), |v| format!("{v:.0}")));
                 let _ = writeln!(
                     s,
-                    "| {kind} | {} | {} | {:.0} / {:.0} / {:.0} ms |",
+                    "| {kind} | {} | {} | {:.0} / {:.0} / {:.0} ms | {r} / {a} / {c} ms |",
                     t.attackers, t.quarantined, t.time_ms.p50, t.time_ms.p95, t.time_ms.max
                 );
             }
