@@ -170,12 +170,14 @@ pub enum Message<'a> {
         /// The report's frame.
         frame: &'a [u8],
     },
-    /// "Send me your latest report": a committee member voting on this
-    /// accusation asks a reporter its subject names whose report neither
-    /// the evidence nor the member holds.
+    /// "Send me your report of this window": a committee member voting on
+    /// this accusation asks a reporter its subject names whose report of
+    /// the accused window neither the evidence nor the member holds.
     ReportWanted {
         /// [`crate::quorum::content_hash`] of the accusation.
         accusation: [u8; 32],
+        /// The accused window's end (the accusation's `window_ms`).
+        window_ms: u64,
     },
     /// A signed vote ([`crate::quorum::Vote`] envelope), sent to the
     /// accuser.
@@ -435,9 +437,13 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(accusation);
                 out.extend_from_slice(frame);
             }
-            Message::ReportWanted { accusation } => {
+            Message::ReportWanted {
+                accusation,
+                window_ms,
+            } => {
                 out.push(TAG_REPORT_WANTED);
                 out.extend_from_slice(accusation);
+                out.extend_from_slice(&window_ms.to_be_bytes());
             }
         }
         out
@@ -539,6 +545,7 @@ impl<'a> Message<'a> {
             },
             TAG_REPORT_WANTED => Message::ReportWanted {
                 accusation: r.array()?,
+                window_ms: r.u64()?,
             },
             _ => {
                 return Err(InvalidMessage::InvalidField {
@@ -615,6 +622,7 @@ mod tests {
             },
             Message::ReportWanted {
                 accusation: [5; 32],
+                window_ms: 6,
             },
             Message::Digest {
                 entries: vec![DigestEntry {

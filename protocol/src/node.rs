@@ -985,7 +985,10 @@ impl<C: Crypto> Node<C> {
             Message::EvidenceReport { accusation, frame } => {
                 self.on_evidence_report(from, accusation, frame, now_ms);
             }
-            Message::ReportWanted { accusation } => self.on_report_wanted(from, accusation),
+            Message::ReportWanted {
+                accusation,
+                window_ms,
+            } => self.on_report_wanted(from, accusation, window_ms),
             Message::Vote(frame) => self.on_vote(from, frame, now_ms),
             Message::Report(_) => {
                 evidence = self.gossip.on_report(
@@ -1419,6 +1422,7 @@ impl<C: Crypto> Node<C> {
         };
         self.next_sequence += 1;
         self.stats.signs += 1;
+        self.keep_own_report(&report, &frame);
         let bytes = frame.len();
         let cfg = &self.cfg;
         let mut ctx = ctx!(self);

@@ -163,6 +163,9 @@ pub(crate) struct Voting {
     about: BTreeMap<NodeId, VecDeque<u64>>,
     decided: BTreeSet<[u8; 32]>,
     decided_order: VecDeque<[u8; 32]>,
+    /// This node's last few reports (end ms, message), for members who
+    /// ask for the one of an accused window.
+    own_reports: VecDeque<(u64, Arc<[u8]>)>,
 }
 
 impl Voting {
@@ -204,9 +207,27 @@ fn within_hour(times: &mut VecDeque<u64>, now: u64) -> usize {
     times.len()
 }
 
-/// How long a member waits for the reports of the subject's neighbours it
-/// asked the accuser for before it scores without them.
+/// How long a member waits for the reports of the subject's reporters it
+/// asked them for before it scores without them.
 const NAMED_REPORTS_WAIT_MS: u64 = 1_500;
+
+/// Own reports kept for members who ask for one of an accused window.
+const OWN_REPORTS_KEPT: usize = 4;
+
+/// The end of `report`'s last sample, in its signer's milliseconds.
+fn report_end(report: &Report) -> u64 {
+    report.start_ms + u64::from(report.sample_ms) * report.host.len() as u64
+}
+
+/// Whether a reporter's report belongs with an accused window ending at
+/// `window_ms`: it ends within the two report intervals before, or at
+/// most half an interval after (clocks and report phases differ). A later
+/// report paired with the subject's of the window would set claims about
+/// different seconds against each other, which looks like a lie.
+fn aligned(report: &Report, window_ms: u64, interval_ms: u64) -> bool {
+    let end = report_end(report);
+    end.saturating_add(2 * interval_ms) >= window_ms && end <= window_ms + interval_ms / 2
+}
 
 fn decode(frame: &[u8]) -> Option<(Stamp, Report)> {
     let (header, payload) = envelope::verified_parts(frame).ok()?;
@@ -521,21 +542,40 @@ impl<C: Crypto> Node<C> {
         }
     }
 
-    /// A committee member asks for this node's latest report (its subject
-    /// names this node as a neighbour). Answered with it, if any; the
-    /// quorum bucket bounds how often.
-    pub(super) fn on_report_wanted(&mut self, from: NodeId, hash: [u8; 32]) {
+    /// Keeps this node's report just signed, for members who ask for it.
+    pub(super) fn keep_own_report(&mut self, report: &Report, frame: &[u8]) {
+        let own = &mut self.voting.own_reports;
+        if own.len() >= OWN_REPORTS_KEPT {
+            own.pop_front();
+        }
+        own.push_back((report_end(report), Message::Report(frame).encode().into()));
+    }
+
+    /// A committee member asks for this node's report of an accused window
+    /// (its subject names this node as a neighbour): answered with the
+    /// latest kept that ends by then, if any; the quorum bucket bounds how
+    /// often.
+    pub(super) fn on_report_wanted(&mut self, from: NodeId, hash: [u8; 32], window_ms: u64) {
         if !self.quorum_on() {
             return;
         }
-        if let Some(m) = self.gossip.message(&self.me) {
-            let bytes = Message::EvidenceReport {
-                accusation: hash,
-                frame: &m[1..],
-            }
-            .encode();
-            ctx!(self).send_bytes(from, crate::message::Class::Stream, bytes.into());
+        let interval = self.cfg.report_interval_ms();
+        let Some(m) = self
+            .voting
+            .own_reports
+            .iter()
+            .rev()
+            .find(|(end, _)| *end <= window_ms + interval / 2)
+            .map(|(_, m)| m.clone())
+        else {
+            return;
+        };
+        let bytes = Message::EvidenceReport {
+            accusation: hash,
+            frame: &m[1..],
         }
+        .encode();
+        ctx!(self).send_bytes(from, crate::message::Class::Stream, bytes.into());
     }
 
     /// A report we asked the accuser for.
@@ -598,8 +638,8 @@ impl<C: Crypto> Node<C> {
         }
     }
 
-    /// The latest report of a reporter the subject names, asked of that
-    /// reporter: any report it signed will do, verified.
+    /// The report of the accused window of a reporter the subject names,
+    /// asked of that reporter (verified here; aligned when scored).
     fn on_named_report(&mut self, from: NodeId, hash: [u8; 32], frame: &[u8], now_ms: u64) {
         let Some(ballot) = self.voting.ballots.get(&hash) else {
             return;
@@ -653,13 +693,18 @@ impl<C: Crypto> Node<C> {
         let (subject, accuser, window) = (a.subject, ballot.accuser, a.window_ms);
         let relays = a.relays;
         let asked_before = ballot.asked_until.is_some();
+        let interval = self.cfg.report_interval_ms();
         let fetched: Vec<(NodeId, (u64, u64), Report)> = ballot
             .named_reports
             .iter()
             .filter_map(|m| {
                 let (stamp, report) = decode(&m[1..])?;
                 let header = envelope::peek_header(&m[1..]).ok()?;
-                Some((header.sender, (stamp.epoch, stamp.sequence), report))
+                aligned(&report, a.window_ms, interval).then_some((
+                    header.sender,
+                    (stamp.epoch, stamp.sequence),
+                    report,
+                ))
             })
             .collect();
         let horizon_ms = 2 * self.cfg.report_interval_ms();
@@ -730,7 +775,11 @@ impl<C: Crypto> Node<C> {
             .filter_map(|r| {
                 let m = self.gossip.message(r)?;
                 let (stamp, report) = decode(&m[1..])?;
-                Some((*r, (stamp.epoch, stamp.sequence), report))
+                aligned(&report, window, interval).then_some((
+                    *r,
+                    (stamp.epoch, stamp.sequence),
+                    report,
+                ))
             })
             .collect();
         let all: Vec<&(NodeId, (u64, u64), Report)> = decoded
@@ -750,7 +799,13 @@ impl<C: Crypto> Node<C> {
             .collect();
         if !absent.is_empty() && !asked_before {
             for r in &absent {
-                ctx!(self).send(*r, &Message::ReportWanted { accusation: hash });
+                ctx!(self).send(
+                    *r,
+                    &Message::ReportWanted {
+                        accusation: hash,
+                        window_ms: window,
+                    },
+                );
             }
             if let Some(b) = self.voting.ballots.get_mut(&hash) {
                 b.asked = absent;

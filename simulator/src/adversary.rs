@@ -11,7 +11,7 @@
 //! | `forger` | sends `4 × intensity` reports a second per neighbour with a broken signature | invalid frames |
 //! | `replayer` | re-sends `4 × intensity` of its own reports at least 20 s old (kept from boot) a second per neighbour | invalid frames (a replay) |
 //! | `liar` | signs reports claiming `1 + 4 × intensity` times the traffic it had, half the RTT | claims against the other ends |
-//! | `framer` | reports a victim (shared by its entry's framers) sending `10 × intensity` invalid frames a second and missing probes; with `eclipse`, also joins the victim every second it is not its neighbour | must *not* move the victim |
+//! | `framer` | reports a victim (shared by its entry's framers) sending `10 × intensity` invalid frames a second and missing probes; with `eclipse`, also joins the victim every second it is not its neighbour; with `weakest`, the victim is the honest node with the most framers of the entry among its neighbours when the attack starts | must *not* move the victim |
 //! | `freerider` | relays no one's reports and answers no pulls | reciprocity |
 //! | `compromised` | host metrics of a compromised machine: CPU and memory near full, node errors, `10 ×` outbound bytes | claims |
 //! | `drip` | a forger and flooder whose intensity ramps from 0 to full over `ramp_s` | slowly |
@@ -121,6 +121,12 @@ pub struct Attackers {
     /// honest neighbours (its reporters).
     #[serde(default)]
     pub eclipse: bool,
+    /// For `framer`: when the attack starts, the entry's framers pick as
+    /// their victim the honest node with the most of them among its
+    /// neighbours (they can read that from the signed reports), instead of
+    /// one drawn at random.
+    #[serde(default)]
+    pub weakest: bool,
 }
 
 fn one() -> f64 {
@@ -142,6 +148,9 @@ pub struct Attack {
     pub victim: Option<NodeId>,
     /// For framers: join the victim whenever not its neighbour.
     pub eclipse: bool,
+    /// For framers: pick the victim when the attack starts (see
+    /// [`Attackers::weakest`]); cleared once picked.
+    pub weakest: bool,
     /// Own old report messages, for a replayer.
     pub old_reports: std::collections::VecDeque<(u64, std::sync::Arc<[u8]>)>,
     /// Forgeries sent so far (distinct sequences).

@@ -335,6 +335,7 @@ impl Sim {
                     ramp_us: (a.ramp_s * 1e6) as u64,
                     victim: victim.map(|v| ids[v]),
                     eclipse: a.eclipse,
+                    weakest: a.weakest,
                     old_reports: std::collections::VecDeque::new(),
                     forged: 0,
                 }));
@@ -954,6 +955,7 @@ impl Sim {
     /// Once per simulated second: host metrics, attackers' injected
     /// traffic, and the batch of score requests.
     fn second(&mut self) {
+        self.pick_weakest_victims();
         for i in 0..self.slots.len() {
             if self.slots[i].node.is_none() {
                 continue;
@@ -1107,6 +1109,57 @@ impl Sim {
                     }
                     let b = old[self.arng.between(0, old.len() as u64 - 1) as usize].clone();
                     self.send(i, to, Class::Stream, b, k * 1_000_000 / n.max(1));
+                }
+            }
+        }
+    }
+
+    /// Framers with `weakest` whose attack starts now move, as one entry
+    /// (the victim they share), to the honest node with the most of them
+    /// among its neighbours.
+    fn pick_weakest_victims(&mut self) {
+        let now = self.now;
+        let due: Vec<NodeId> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.attack.as_ref())
+            .filter(|a| a.weakest && a.active(now))
+            .filter_map(|a| a.victim)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for old in due {
+            let entry: Vec<usize> = (0..self.slots.len())
+                .filter(|&j| {
+                    self.slots[j]
+                        .attack
+                        .as_ref()
+                        .is_some_and(|a| a.weakest && a.victim == Some(old))
+                })
+                .collect();
+            let framers: std::collections::BTreeSet<NodeId> =
+                entry.iter().map(|&j| self.ids[j]).collect();
+            let best = (0..self.slots.len())
+                .filter(|&h| {
+                    let s = &self.slots[h];
+                    s.attack.is_none() && s.twin.is_none() && !s.victim && s.degraded_from.is_none()
+                })
+                .filter_map(|h| {
+                    let view = self.slots[h].node.as_ref()?.active_view();
+                    let n = view.iter().filter(|p| framers.contains(p)).count();
+                    Some((n, std::cmp::Reverse(h)))
+                })
+                .max()
+                .map(|(_, std::cmp::Reverse(h))| h);
+            let Some(new) = best else { continue };
+            if let Some(v) = self.idx(&old) {
+                self.slots[v as usize].victim = false;
+            }
+            self.slots[new].victim = true;
+            for j in entry {
+                if let Some(a) = self.slots[j].attack.as_mut() {
+                    a.victim = Some(self.ids[new]);
+                    a.weakest = false;
                 }
             }
         }
@@ -1459,6 +1512,10 @@ impl Sim {
             } => {
                 if let Some(x) = self.idx(&subject) {
                     self.metrics.certificate_held(self.now, me, x);
+                    let s = &self.slots[x as usize];
+                    if s.attack.is_none() && s.twin.is_none() {
+                        self.metrics.quarantined_case.insert(x, honest_case(s));
+                    }
                 }
                 let period = self.slots[i]
                     .node

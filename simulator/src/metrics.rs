@@ -105,6 +105,9 @@ pub struct Metrics {
     pub(crate) degraded_accusations: (u64, u64),
     /// Degraded hosts.
     pub(crate) degraded: BTreeSet<u32>,
+    /// Honest subjects some node held a certificate against, with their
+    /// honest case (none, victim, degraded, overloaded, churn).
+    pub(crate) quarantined_case: BTreeMap<u32, &'static str>,
     /// Per attacker: when an honest node first raised suspicion of it, first
     /// accused it, and a voted certificate against it was first made, µs.
     pub(crate) stages: BTreeMap<u32, [Option<u64>; 3]>,
@@ -164,6 +167,7 @@ impl Metrics {
             degraded: BTreeSet::new(),
             victim_share: Vec::new(),
             stages: BTreeMap::new(),
+            quarantined_case: BTreeMap::new(),
             votes: BTreeMap::new(),
         }
     }

@@ -137,6 +137,9 @@ pub struct Quorum {
     pub honest_quarantined: usize,
     /// Up to ten (time s, holder, subject) examples.
     pub honest_quarantined_examples: Vec<(f64, u32, u32)>,
+    /// The honest nodes quarantined by case (none, victim, degraded,
+    /// overloaded, churn).
+    pub honest_quarantined_by_case: BTreeMap<&'static str, usize>,
     /// Accusations made, and those that made a certificate.
     pub accusations: u64,
     /// Of those, certified.
@@ -365,6 +368,13 @@ fn quorum(sim: &Sim) -> Option<Quorum> {
             .collect::<std::collections::BTreeSet<_>>()
             .len(),
         honest_quarantined_examples: m.honest_quarantined.iter().take(10).copied().collect(),
+        honest_quarantined_by_case: m.quarantined_case.values().fold(
+            BTreeMap::new(),
+            |mut c, k| {
+                *c.entry(*k).or_default() += 1;
+                c
+            },
+        ),
         accusations: m.accusations.0,
         certified: m.accusations.1,
         votes: m.votes.clone(),
@@ -644,8 +654,13 @@ impl RunReport {
             let votes: Vec<String> = q.votes.iter().map(|(k, v)| format!("{k} {v}")).collect();
             let _ = writeln!(
                 s,
-                "\n| voting | value |\n|---|---|\n| honest nodes quarantined | {} |\n| accusations / certified | {} / {} |\n| votes | {} |\n| voted certificate bytes mean / max | {:.0} / {:.0} |\n| vote traffic per node, bytes/s mean / p95 / max | {:.1} / {:.1} / {:.1} |",
+                "\n| voting | value |\n|---|---|\n| honest nodes quarantined | {}{} |\n| accusations / certified | {} / {} |\n| votes | {} |\n| voted certificate bytes mean / max | {:.0} / {:.0} |\n| vote traffic per node, bytes/s mean / p95 / max | {:.1} / {:.1} / {:.1} |",
                 q.honest_quarantined,
+                if q.honest_quarantined_by_case.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({:?})", q.honest_quarantined_by_case)
+                },
                 q.accusations,
                 q.certified,
                 votes.join(", "),

@@ -531,10 +531,17 @@ impl Scenario {
                     rule: "must be 0 or more".into(),
                 });
             }
-            if a.eclipse && a.kind != crate::adversary::AttackKind::Framer {
+            if (a.eclipse || a.weakest) && a.kind != crate::adversary::AttackKind::Framer {
                 return Err(ScenarioError::Invalid {
-                    field: "attackers.eclipse",
-                    rule: format!("only framers eclipse, not {}", a.kind.name()),
+                    field: if a.eclipse {
+                        "attackers.eclipse"
+                    } else {
+                        "attackers.weakest"
+                    },
+                    rule: format!(
+                        "only framers choose and crowd a victim, not {}",
+                        a.kind.name()
+                    ),
                 });
             }
         }
