@@ -467,6 +467,40 @@ mod tests {
         }
     }
 
+    /// Members who keep joining one node (an eclipse attempt) hold at most
+    /// one of its slots at a time, and its settled neighbours stay; with
+    /// HyParView's random eviction they would hold all of them in seconds.
+    #[test]
+    fn repeated_joins_cannot_crowd_out_a_nodes_settled_neighbours() {
+        let n = 30;
+        let mut h = Harness::modelled(n, 5);
+        h.boot_all(100);
+        h.run_until(T0 + 40_000);
+        let target = 0;
+        let settled = h.active(target);
+        assert_eq!(settled.len(), h.cfg.max_active, "{settled:?}");
+        let crowd: Vec<usize> = (1..n).filter(|i| !settled.contains(i)).take(12).collect();
+        let mut most = 0;
+        while h.now < T0 + 70_000 {
+            for &c in &crowd {
+                if !h.active(target).contains(&c) {
+                    h.inject(h.ids[c], target, &Message::Join.encode());
+                }
+            }
+            let t = h.now + 200;
+            h.run_until(t);
+            let view = h.active(target);
+            most = most.max(view.iter().filter(|i| crowd.contains(i)).count());
+        }
+        let kept = h
+            .active(target)
+            .iter()
+            .filter(|i| settled.contains(i))
+            .count();
+        assert!(most <= 1, "the crowd held {most} slots at once");
+        assert!(kept + 1 >= settled.len(), "kept {kept} of {settled:?}");
+    }
+
     #[test]
     fn a_mesh_forms_connected_symmetric_views_and_delivers_to_interested_nodes() {
         let mut h = Harness::modelled(40, 1);
