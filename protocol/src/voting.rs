@@ -551,6 +551,18 @@ impl<C: Crypto> Node<C> {
         own.push_back((report_end(report), Message::Report(frame).encode().into()));
     }
 
+    /// The latest report this node kept that ends by half an interval
+    /// after `window_ms`.
+    fn own_report_of(&self, window_ms: u64) -> Option<Arc<[u8]>> {
+        let late = window_ms + self.cfg.report_interval_ms() / 2;
+        self.voting
+            .own_reports
+            .iter()
+            .rev()
+            .find(|(end, _)| *end <= late)
+            .map(|(_, m)| m.clone())
+    }
+
     /// A committee member asks for this node's report of an accused window
     /// (its subject names this node as a neighbour): answered with the
     /// latest kept that ends by then, if any; the quorum bucket bounds how
@@ -559,15 +571,7 @@ impl<C: Crypto> Node<C> {
         if !self.quorum_on() {
             return;
         }
-        let interval = self.cfg.report_interval_ms();
-        let Some(m) = self
-            .voting
-            .own_reports
-            .iter()
-            .rev()
-            .find(|(end, _)| *end <= window_ms + interval / 2)
-            .map(|(_, m)| m.clone())
-        else {
+        let Some(m) = self.own_report_of(window_ms) else {
             return;
         };
         let bytes = Message::EvidenceReport {
@@ -733,11 +737,14 @@ impl<C: Crypto> Node<C> {
             horizon_ms,
             reports: &held(subject, relays, decoded.iter()),
         });
-        // This node's own report joins when the evidence lacks it.
+        // This node's own report of the window joins when the evidence
+        // lacks it.
         let mine: Vec<(NodeId, (u64, u64), Report)> = if decoded.iter().any(|d| d.0 == self.me) {
             Vec::new()
         } else {
-            self.report_contents(&self.me)
+            self.own_report_of(window)
+                .and_then(|m| decode(&m[1..]))
+                .filter(|(_, r)| aligned(r, window, interval))
                 .map(|(s, r)| (self.me, (s.epoch, s.sequence), r))
                 .into_iter()
                 .collect()
@@ -790,8 +797,8 @@ impl<C: Crypto> Node<C> {
             .collect();
         // Reporters whose reports neither the evidence nor this node holds
         // (the subject may not relay them, as a free-rider does not): ask
-        // each for its latest, once, and score when they come or after a
-        // while.
+        // each for its report of the window, once, and score when they come
+        // or after a while.
         let absent: Vec<NodeId> = named
             .iter()
             .filter(|r| **r != subject && !all.iter().any(|d| d.0 == **r))
