@@ -70,6 +70,13 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
+    /// The bytes read from `start` (an earlier [`Reader::position`]) up to
+    /// here.
+    #[must_use]
+    pub fn read_since(&self, start: usize) -> &'a [u8] {
+        &self.buf[start.min(self.pos)..self.pos]
+    }
+
     /// How many bytes are left.
     #[must_use]
     pub fn remaining(&self) -> usize {

@@ -33,6 +33,7 @@
 //! enforced (no self-eclipse); they are enforced as earlier ones expire.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::codec::{Codec, Reader};
 use crate::crypto::Crypto;
@@ -520,7 +521,28 @@ impl Certificate {
     }
 }
 
+/// The bytes of a certificate's encoding before its reason's body:
+/// version, subject, epoch, TTL, reason tag, body length.
+const CERTIFICATE_HEADER_LEN: usize = 1 + 32 + 8 + 8 + 1 + 4;
+
 impl Certificate {
+    /// [`Codec::decode_exact`] of `message[offset..]`, with a voted
+    /// certificate's frames left in `message` rather than copied out of
+    /// it (see [`Votes::share`]).
+    ///
+    /// # Errors
+    /// As [`Codec::decode_exact`].
+    pub fn decode_shared(message: &Arc<[u8]>, offset: usize) -> Result<Self, InvalidMessage> {
+        let bytes = message
+            .get(offset..)
+            .ok_or(InvalidMessage::Truncated { needed: offset })?;
+        let mut cert = Self::decode_exact(bytes)?;
+        if let Reason::Votes(v) = &mut cert.reason {
+            v.share(message, offset + CERTIFICATE_HEADER_LEN);
+        }
+        Ok(cert)
+    }
+
     /// Whether this certificate comes before `other` in the canonical order
     /// of certificates about one subject: self-proving evidence before
     /// votes, then the earlier (epoch, sequence) of the fault, then the
@@ -543,7 +565,7 @@ impl Certificate {
             }
             Reason::Votes(v) => {
                 let sequence = self.voted_position().map_or(u64::MAX, |p| p.1);
-                let first = v.votes().first().map_or(&[][..], Vec::as_slice);
+                let first = v.votes().next().unwrap_or(&[]);
                 (2, self.epoch, sequence, [v.accusation(), first])
             }
         }

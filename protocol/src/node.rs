@@ -1090,7 +1090,7 @@ impl<C: Crypto> Node<C> {
 
     /// A certificate arrived on the link from `from`.
     fn on_certificate(&mut self, message: &Arc<[u8]>, from: NodeId, now_ms: u64) {
-        let Ok(cert) = Certificate::decode_exact(&message[1..]) else {
+        let Ok(cert) = Certificate::decode_shared(message, 1) else {
             add16(&mut ctx!(self).link(from).cur.malformed);
             self.stats.malformed += 1;
             return;

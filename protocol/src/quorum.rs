@@ -49,6 +49,8 @@
 //! scoring of the signed evidence.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::sync::Arc;
 
 use aws_lc_rs::digest;
 
@@ -511,11 +513,28 @@ impl Codec for Vote {
 
 /// The body of a voted certificate: the signed accusation and the signed
 /// yes votes, ascending by voter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It keeps its encoding (`buf[start..end]`) and where each frame lies in
+/// it, so that a certificate decoded from a received message can share
+/// that message's bytes ([`Votes::share`]) instead of holding a copy of
+/// them (a voted certificate is up to half a megabyte, and every node holds
+/// one per quarantined subject).
+#[derive(Debug, Clone)]
 pub struct Votes {
-    accusation: Vec<u8>,
-    votes: Vec<Vec<u8>>,
+    buf: Arc<[u8]>,
+    start: usize,
+    end: usize,
+    accusation: Range<usize>,
+    votes: Vec<Range<usize>>,
 }
+
+impl PartialEq for Votes {
+    fn eq(&self, other: &Self) -> bool {
+        self.encoded() == other.encoded()
+    }
+}
+
+impl Eq for Votes {}
 
 /// What a verified accusation frame says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -581,22 +600,42 @@ impl Votes {
             .map(|f| Ok((crate::envelope::peek_header(&f)?.sender, f)))
             .collect::<Result<Vec<_>, Error>>()?;
         keyed.sort_by_key(|a| a.0);
-        Ok(Self {
-            accusation,
-            votes: keyed.into_iter().map(|(_, f)| f).collect(),
-        })
+        let mut out = Vec::new();
+        put_frame(&mut out, &accusation);
+        out.extend_from_slice(&u16::try_from(keyed.len()).unwrap_or(u16::MAX).to_be_bytes());
+        for (_, f) in &keyed {
+            put_frame(&mut out, f);
+        }
+        Ok(Self::decode_exact(&out)?)
     }
 
     /// The accusation frame.
     #[must_use]
     pub fn accusation(&self) -> &[u8] {
-        &self.accusation
+        &self.buf[self.accusation.clone()]
     }
 
     /// The vote frames, ascending by voter.
-    #[must_use]
-    pub fn votes(&self) -> &[Vec<u8>] {
-        &self.votes
+    pub fn votes(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.votes.iter().map(|r| &self.buf[r.clone()])
+    }
+
+    fn encoded(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Points at the same bytes inside `message` (where `self` was decoded
+    /// from, the encoding starting at `offset`) and drops its own copy.
+    /// Does nothing if those bytes differ.
+    pub fn share(&mut self, message: &Arc<[u8]>, offset: usize) {
+        let len = self.end - self.start;
+        if message.get(offset..offset + len) != Some(self.encoded()) {
+            return;
+        }
+        let shift = |r: &Range<usize>| r.start - self.start + offset..r.end - self.start + offset;
+        self.accusation = shift(&self.accusation);
+        self.votes = self.votes.iter().map(shift).collect();
+        (self.buf, self.start, self.end) = (message.clone(), offset, offset + len);
     }
 
     /// Checks every signature, that each voter sits on the subject's
@@ -614,7 +653,7 @@ impl Votes {
         policy: &QuarantinePolicy,
         open: &mut impl Open,
     ) -> Result<(Accused, Proven), Error> {
-        let accused = open_accusation(roster, &self.accusation, open)?;
+        let accused = open_accusation(roster, self.accusation(), open)?;
         let a = &accused.accusation;
         if a.model != policy.model {
             return Err(not_quorate(
@@ -633,7 +672,7 @@ impl Votes {
         }
         let mut yes = 0u64;
         let mut last: Option<NodeId> = None;
-        for frame in &self.votes {
+        for frame in self.votes() {
             let (voter, vote) = open_vote(roster, frame, open)?;
             if last.is_some_and(|l| l >= voter) {
                 return Err(InvalidMessage::NonCanonical("votes order").into());
@@ -672,31 +711,25 @@ impl Votes {
     }
 }
 
+fn put_frame(out: &mut Vec<u8>, frame: &[u8]) {
+    out.extend_from_slice(&u32::try_from(frame.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(frame);
+}
+
 impl Codec for Votes {
     const NAME: &'static str = "votes";
 
     fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(
-            &u32::try_from(self.accusation.len())
-                .unwrap_or(u32::MAX)
-                .to_be_bytes(),
-        );
-        out.extend_from_slice(&self.accusation);
-        out.extend_from_slice(
-            &u16::try_from(self.votes.len())
-                .unwrap_or(u16::MAX)
-                .to_be_bytes(),
-        );
-        for v in &self.votes {
-            out.extend_from_slice(&u32::try_from(v.len()).unwrap_or(u32::MAX).to_be_bytes());
-            out.extend_from_slice(v);
-        }
+        out.extend_from_slice(self.encoded());
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
-        let accusation = r
-            .bytes_u32("votes.accusation", MAX_ACCUSATION_FRAME_LEN)?
-            .to_vec();
+        let start = r.position();
+        let frame = |r: &mut Reader<'_>, what, limit| {
+            let len = r.bytes_u32(what, limit)?.len();
+            Ok::<_, InvalidMessage>(r.position() - len - start..r.position() - start)
+        };
+        let accusation = frame(r, "votes.accusation", MAX_ACCUSATION_FRAME_LEN)?;
         let n = usize::from(r.u16()?);
         if n > MAX_VOTERS {
             return Err(InvalidMessage::Oversize {
@@ -706,9 +739,16 @@ impl Codec for Votes {
             });
         }
         let votes = (0..n)
-            .map(|_| Ok(r.bytes_u32("votes.vote", MAX_VOTE_FRAME_LEN)?.to_vec()))
+            .map(|_| frame(r, "votes.vote", MAX_VOTE_FRAME_LEN))
             .collect::<Result<Vec<_>, InvalidMessage>>()?;
-        Ok(Self { accusation, votes })
+        let buf: Arc<[u8]> = Arc::from(r.read_since(start));
+        Ok(Self {
+            end: buf.len(),
+            buf,
+            start: 0,
+            accusation,
+            votes,
+        })
     }
 }
 
@@ -1022,5 +1062,22 @@ mod tests {
             )
             .is_ok()
         );
+        // Decoded from a received message, it holds that message's bytes
+        // instead of a copy, and is the same certificate.
+        let message: Arc<[u8]> = crate::message::Message::Certificate(&cert.to_bytes())
+            .encode()
+            .into();
+        let shared = crate::evidence::Certificate::decode_shared(&message, 1).unwrap();
+        assert_eq!(Arc::strong_count(&message), 2);
+        assert_eq!(shared, cert);
+        assert_eq!(shared.to_bytes(), cert.to_bytes());
+        let crate::evidence::Reason::Votes(v) = &shared.reason else {
+            panic!("not voted");
+        };
+        assert!(v.verify_by(&r, &policy, &mut open).is_ok());
+        drop(shared);
+        assert_eq!(Arc::strong_count(&message), 1);
+        assert!(crate::evidence::Certificate::decode_shared(&message, message.len() + 1).is_err());
+        assert!(crate::evidence::Certificate::decode_shared(&message, 2).is_err());
     }
 }

@@ -29,6 +29,10 @@ pub struct SuspicionPolicy {
     pub clear: Score,
     /// Consecutive high windows that raise suspicion. Default 2.
     pub raise_after: u8,
+    /// Score at or above which one window raises suspicion at once (a
+    /// flagrant attacker need not be watched for `raise_after` windows);
+    /// at least `raise`. Default 0.99.
+    pub raise_at_once: Score,
     /// Consecutive low windows that clear it. Default 3.
     pub clear_after: u8,
 }
@@ -40,6 +44,7 @@ impl Default for SuspicionPolicy {
             raise: Score(9_000),
             clear: Score(5_000),
             raise_after: 2,
+            raise_at_once: Score(9_900),
             clear_after: 3,
         }
     }
@@ -54,6 +59,7 @@ impl SuspicionPolicy {
         raise: f32,
         clear: f32,
         raise_after: u8,
+        raise_at_once: f32,
         clear_after: u8,
     ) -> Self {
         Self {
@@ -61,6 +67,7 @@ impl SuspicionPolicy {
             raise: Score::quantise(raise),
             clear: Score::quantise(clear),
             raise_after,
+            raise_at_once: Score::quantise(raise_at_once),
             clear_after,
         }
     }
@@ -76,6 +83,9 @@ impl SuspicionPolicy {
         }
         if self.clear > self.raise {
             return bad("clear must not exceed raise");
+        }
+        if self.raise_at_once < self.raise || self.raise_at_once.0 > Score::SCALE {
+            return bad("raise_at_once must be at least raise and at most 1");
         }
         if self.raise_after == 0 || self.clear_after == 0 {
             return bad("raise_after and clear_after must be at least 1");
@@ -129,7 +139,7 @@ impl Suspicions {
         } else {
             s.low = 0;
         }
-        if !s.raised && s.high >= policy.raise_after {
+        if !s.raised && (s.high >= policy.raise_after || score >= policy.raise_at_once) {
             s.raised = true;
             Change::Raised
         } else if s.raised && s.low >= policy.clear_after {
@@ -182,10 +192,27 @@ mod tests {
         assert_eq!(s.update(&p, x, Score(100)), Change::None);
         assert_eq!(s.update(&p, x, Score(100)), Change::Cleared);
         assert!(!s.get(&x).unwrap().raised);
-        assert_eq!(s.update(&p, x, Score(9_900)), Change::None);
-        assert_eq!(s.update(&p, x, Score(9_900)), Change::Raised);
+        assert_eq!(s.update(&p, x, Score(9_800)), Change::None);
+        assert_eq!(s.update(&p, x, Score(9_800)), Change::Raised);
         assert!(s.forget(&x));
         assert!(!s.forget(&x));
+    }
+
+    #[test]
+    fn one_window_at_or_above_raise_at_once_raises() {
+        let p = SuspicionPolicy::default();
+        let mut s = Suspicions::default();
+        let (x, y) = (NodeId([1; 32]), NodeId([2; 32]));
+        assert_eq!(s.update(&p, x, Score(9_899)), Change::None);
+        assert_eq!(s.update(&p, y, Score(9_900)), Change::Raised);
+        assert_eq!(s.update(&p, y, Score(10_000)), Change::None);
+        let strict = SuspicionPolicy {
+            raise_at_once: Score(10_000),
+            ..p
+        };
+        let mut s = Suspicions::default();
+        assert_eq!(s.update(&strict, y, Score(9_999)), Change::None);
+        assert_eq!(s.update(&strict, y, Score(9_999)), Change::Raised);
     }
 
     #[test]
@@ -196,6 +223,14 @@ mod tests {
         };
         assert!(p.validate().unwrap_err().to_string().contains("clear"));
         p.clear = Score(1);
+        p.raise_at_once = Score(8_000);
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("raise_at_once")
+        );
+        p.raise_at_once = Score(9_900);
         p.raise_after = 0;
         assert!(
             p.validate()

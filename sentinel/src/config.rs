@@ -114,6 +114,9 @@ pub struct DetectionSection {
     /// Consecutive high windows (one per signed report) that raise
     /// suspicion, 1 to 100. Default 2.
     pub raise_after: u8,
+    /// Score at or above which a single window raises suspicion, from
+    /// `raise` to 1 (1: only a perfect score). Default 0.99.
+    pub raise_at_once: f32,
     /// Consecutive low windows that clear it, 1 to 100. Default 3.
     pub clear_after: u8,
 }
@@ -127,6 +130,7 @@ impl Default for DetectionSection {
             raise: 0.9,
             clear: 0.5,
             raise_after: 2,
+            raise_at_once: 0.99,
             clear_after: 3,
         }
     }
@@ -150,6 +154,7 @@ impl DetectionSection {
             self.raise,
             self.clear,
             self.raise_after,
+            self.raise_at_once,
             self.clear_after,
         )
     }
@@ -607,6 +612,7 @@ impl Config {
         range("detection.raise", d.raise, 0.0001, 1.0)?;
         range("detection.clear", d.clear, 0.0, d.raise)?;
         range("detection.raise_after", d.raise_after, 1, 100)?;
+        range("detection.raise_at_once", d.raise_at_once, d.raise, 1.0)?;
         range("detection.clear_after", d.clear_after, 1, 100)?;
         if let Some(pin) = &d.pinned_sha256
             && (pin.len() != 64 || !pin.chars().all(|c| c.is_ascii_hexdigit()))

@@ -24,6 +24,8 @@ pub struct DetectionSettings {
     pub clear: f32,
     /// Consecutive high windows that raise.
     pub raise_after: u8,
+    /// Score at or above which one window raises.
+    pub raise_at_once: f32,
     /// Consecutive low windows that clear.
     pub clear_after: u8,
     /// Voted quarantine: nodes accuse what they suspect and vote on each
@@ -39,6 +41,7 @@ impl Default for DetectionSettings {
             raise: p.raise.as_f32(),
             clear: p.clear.as_f32(),
             raise_after: p.raise_after,
+            raise_at_once: p.raise_at_once.as_f32(),
             clear_after: p.clear_after,
             quorum: false,
         }
@@ -55,6 +58,7 @@ impl DetectionSettings {
             self.raise,
             self.clear,
             self.raise_after,
+            self.raise_at_once,
             self.clear_after,
         )
     }

@@ -10,8 +10,9 @@
 //! Network model, per message: it waits for the sender's uplink (queued
 //! behind earlier messages at `uplink_mbps`), then takes the link's fixed
 //! base latency (log-normal per pair of nodes) plus uniform jitter. Packet
-//! loss drops a datagram; a stream message instead waits one probe timeout
-//! (2 RTT + 25 ms) per lost packet, as QUIC retransmission would. Partitions
+//! loss drops a datagram; a stream message instead waits for its lost
+//! packets to be resent, as QUIC does: one probe timeout (2 RTT + 25 ms) per
+//! round of resends, doubling when a resent packet is lost again. Partitions
 //! drop everything between groups; a crashed node receives nothing.
 #![allow(
     clippy::cast_possible_truncation,
@@ -850,20 +851,30 @@ impl Sim {
         let mut delay = base + jitter;
         if loss > 0.0 {
             let packets = len.div_ceil(self.sc.network.packet_payload).max(1);
-            let p_msg = 1.0 - (1.0 - loss).powi(i32::try_from(packets).unwrap_or(i32::MAX));
             match class {
                 Class::Datagram => {
+                    let p_msg = 1.0 - (1.0 - loss).powi(i32::try_from(packets).unwrap_or(i32::MAX));
                     if self.rng.chance(p_msg) {
                         self.totals.dropped += 1;
                         return;
                     }
                 }
                 Class::Stream => {
+                    // QUIC resends the lost packets, not the message: each
+                    // round resends what the last one lost, one probe
+                    // timeout later (backing off as the same packets keep
+                    // being lost), and the message is whole when its last
+                    // packet arrives.
                     let pto = 4 * base + 25_000;
-                    let mut tries = 0;
-                    while tries < 20 && self.rng.chance(p_msg) {
-                        delay += pto << tries.min(4);
-                        tries += 1;
+                    let mut lost = packets;
+                    let mut round = 0;
+                    while round < 20 {
+                        lost = (0..lost).filter(|_| self.rng.chance(loss)).count();
+                        if lost == 0 {
+                            break;
+                        }
+                        delay += pto << round.min(4);
+                        round += 1;
                     }
                 }
             }

@@ -174,9 +174,12 @@ impl Metrics {
 
     /// For each attacker, (kind, ms from its attack start until 99% of the
     /// honest nodes live then and at the end held a certificate about it,
-    /// if within the run). Attackers whose attack had not started are left
-    /// out.
-    pub(crate) fn time_to_quarantine(&self, end_us: u64) -> Vec<(&'static str, Option<u64>)> {
+    /// if within the run, and ms from the first node holding one until
+    /// then). Attackers whose attack had not started are left out.
+    pub(crate) fn time_to_quarantine(
+        &self,
+        end_us: u64,
+    ) -> Vec<(&'static str, Option<(u64, u64)>)> {
         let empty = BTreeMap::new();
         self.attackers
             .iter()
@@ -199,7 +202,11 @@ impl Metrics {
                 times.sort_unstable();
                 let need = (eligible.len() as f64 * 0.99).ceil() as usize;
                 let at = (need > 0).then(|| times.get(need - 1).copied()).flatten();
-                (kind, at)
+                let first = held.values().min().map(|t| t.saturating_sub(start) / 1000);
+                (
+                    kind,
+                    at.map(|at| (at, at.saturating_sub(first.unwrap_or(at)))),
+                )
             })
             .collect()
     }

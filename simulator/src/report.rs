@@ -185,6 +185,9 @@ pub struct QuarantineTimes {
     pub stages_p50_ms: [Option<f64>; 3],
     /// Attack start → certificate at 99%, ms.
     pub time_ms: Dist,
+    /// The first node holding a certificate → 99% holding one, ms (how
+    /// long a certificate takes to spread).
+    pub spread_ms: Dist,
 }
 
 /// Recovery after a scheduled action.
@@ -331,7 +334,8 @@ fn quorum(sim: &Sim) -> Option<Quorum> {
         return None;
     }
     let m = &sim.metrics;
-    let mut by_kind: BTreeMap<&'static str, (QuarantineTimes, Vec<f64>)> = BTreeMap::new();
+    let mut by_kind: BTreeMap<&'static str, (QuarantineTimes, Vec<f64>, Vec<f64>)> =
+        BTreeMap::new();
     let mut stages: BTreeMap<&'static str, [Vec<f64>; 3]> = BTreeMap::new();
     for (x, (kind, start)) in &m.attackers {
         let e = stages.entry(kind).or_default();
@@ -344,17 +348,19 @@ fn quorum(sim: &Sim) -> Option<Quorum> {
     for (kind, t) in m.time_to_quarantine(sim.now) {
         let e = by_kind.entry(kind).or_default();
         e.0.attackers += 1;
-        if let Some(ms) = t {
+        if let Some((ms, spread)) = t {
             e.0.quarantined += 1;
             e.1.push(ms as f64);
+            e.2.push(spread as f64);
         }
     }
     let window_s = (sim.sc.duration_s - sim.sc.warmup_s).max(1) as f64;
     Some(Quorum {
         by_kind: by_kind
             .into_iter()
-            .map(|(k, (mut q, v))| {
+            .map(|(k, (mut q, v, spread))| {
                 q.time_ms = Dist::of(v);
+                q.spread_ms = Dist::of(spread);
                 if let Some(st) = stages.remove(k) {
                     q.stages_p50_ms = st.map(|v| (!v.is_empty()).then(|| Dist::of(v).p50));
                 }
@@ -639,7 +645,7 @@ impl RunReport {
         if let Some(q) = &self.quorum {
             let _ = writeln!(
                 s,
-                "\n| voted quarantine | attackers | quarantined at ≥ 99% | attack start → 99% p50 / p95 / max | → first raise / accusation / certificate p50 |\n|---|---|---|---|---|"
+                "\n| voted quarantine | attackers | quarantined at ≥ 99% | attack start → 99% p50 / p95 / max | → first raise / accusation / certificate p50 | first held → 99% p50 / max |\n|---|---|---|---|---|---|"
             );
             for (kind, t) in &q.by_kind {
                 let [r, a, c] = t
@@ -647,8 +653,14 @@ impl RunReport {
                     .map(|v| v.map_or("-".into(), |v| format!("{v:.0}")));
                 let _ = writeln!(
                     s,
-                    "| {kind} | {} | {} | {:.0} / {:.0} / {:.0} ms | {r} / {a} / {c} ms |",
-                    t.attackers, t.quarantined, t.time_ms.p50, t.time_ms.p95, t.time_ms.max
+                    "| {kind} | {} | {} | {:.0} / {:.0} / {:.0} ms | {r} / {a} / {c} ms | {:.0} / {:.0} ms |",
+                    t.attackers,
+                    t.quarantined,
+                    t.time_ms.p50,
+                    t.time_ms.p95,
+                    t.time_ms.max,
+                    t.spread_ms.p50,
+                    t.spread_ms.max
                 );
             }
             let votes: Vec<String> = q.votes.iter().map(|(k, v)| format!("{k} {v}")).collect();
