@@ -632,9 +632,11 @@ impl Votes {
         if message.get(offset..offset + len) != Some(self.encoded()) {
             return;
         }
-        let shift = |r: &Range<usize>| r.start - self.start + offset..r.end - self.start + offset;
-        self.accusation = shift(&self.accusation);
-        self.votes = self.votes.iter().map(shift).collect();
+        let from = self.start;
+        let shift = |r: &Range<usize>| r.start - from + offset..r.end - from + offset;
+        let accusation = shift(&self.accusation);
+        let votes = self.votes.iter().map(shift).collect();
+        (self.accusation, self.votes) = (accusation, votes);
         (self.buf, self.start, self.end) = (message.clone(), offset, offset + len);
     }
 
