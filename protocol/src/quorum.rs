@@ -590,10 +590,12 @@ fn not_quorate(reason: &'static str) -> Error {
 
 impl Votes {
     /// A certificate body from an accusation frame and yes-vote frames
-    /// (any order; sorted here by voter). Unchecked: see [`Votes::verify_by`].
+    /// (any order; sorted here by voter). Only sizes are checked here: see
+    /// [`Votes::verify_by`].
     ///
     /// # Errors
-    /// A vote frame whose header does not parse.
+    /// A vote frame whose header does not parse, or frames beyond the size
+    /// and count limits.
     pub fn new(accusation: Vec<u8>, votes: Vec<Vec<u8>>) -> Result<Self, Error> {
         let mut keyed = votes
             .into_iter()
@@ -601,10 +603,10 @@ impl Votes {
             .collect::<Result<Vec<_>, Error>>()?;
         keyed.sort_by_key(|a| a.0);
         let mut out = Vec::new();
-        put_frame(&mut out, &accusation);
+        crate::codec::put_bytes_u32(&mut out, &accusation);
         out.extend_from_slice(&u16::try_from(keyed.len()).unwrap_or(u16::MAX).to_be_bytes());
         for (_, f) in &keyed {
-            put_frame(&mut out, f);
+            crate::codec::put_bytes_u32(&mut out, f);
         }
         Ok(Self::decode_exact(&out)?)
     }
@@ -711,11 +713,6 @@ impl Votes {
         };
         Ok((accused, proven))
     }
-}
-
-fn put_frame(out: &mut Vec<u8>, frame: &[u8]) {
-    out.extend_from_slice(&u32::try_from(frame.len()).unwrap_or(u32::MAX).to_be_bytes());
-    out.extend_from_slice(frame);
 }
 
 impl Codec for Votes {

@@ -428,8 +428,8 @@ impl<C: Crypto> Node<C> {
             return;
         }
         // As many ballots per subject at a time as it has neighbours to
-        // accuse it, and the hourly limits per
-        // accuser and per subject. (With one, the neighbours that see an
+        // accuse it, and the hourly limits per accuser and per subject.
+        // (With one, the neighbours that see an
         // attack and accuse it in the same second split the committee
         // between them, none reaches two thirds, and they all try again
         // together a minute later: one compromised node was never voted out
