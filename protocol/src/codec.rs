@@ -8,6 +8,9 @@
 //! rule) is caught there instead of in every caller.
 
 use crate::error::InvalidMessage;
+use std::fmt;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
 
 /// A type with one canonical byte encoding.
 pub trait Codec: Sized {
@@ -177,6 +180,69 @@ pub(crate) fn put_bytes_u32(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// A part of a shared buffer: what a received message holds (a certificate
+/// in its frame) kept past the message without copying it. Many holders of
+/// one gossiped message (every node of a simulation, every table of a
+/// daemon) then share one allocation.
+#[derive(Clone)]
+pub struct SharedBytes {
+    buf: Arc<[u8]>,
+    range: Range<usize>,
+}
+
+impl SharedBytes {
+    /// `buf[range]`, or `None` if the range does not lie within `buf`.
+    #[must_use]
+    pub fn new(buf: Arc<[u8]>, range: Range<usize>) -> Option<Self> {
+        buf.get(range.clone())?;
+        Some(Self { buf, range })
+    }
+
+    /// The whole buffer and where this part starts in it.
+    #[must_use]
+    pub fn parts(&self) -> (&Arc<[u8]>, usize) {
+        (&self.buf, self.range.start)
+    }
+}
+
+impl From<Vec<u8>> for SharedBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        let range = 0..bytes.len();
+        Self {
+            buf: bytes.into(),
+            range,
+        }
+    }
+}
+
+impl Deref for SharedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+}
+
+/// Equal when the bytes are, wherever they lie.
+impl PartialEq for SharedBytes {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for SharedBytes {}
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SharedBytes({} bytes)", self.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +259,16 @@ mod tests {
         fn read(r: &mut Reader<'_>) -> Result<Self, InvalidMessage> {
             Ok(Self(r.u8()? != 0))
         }
+    }
+
+    #[test]
+    fn shared_is_its_range_of_the_buffer_and_refuses_one_outside_it() {
+        let buf: Arc<[u8]> = Arc::from(&[9u8, 1, 2, 3][..]);
+        let part = SharedBytes::new(buf.clone(), 1..4).expect("in range");
+        assert_eq!(&*part, &[1, 2, 3]);
+        assert_eq!(Arc::strong_count(&buf), 2, "the part shares the buffer");
+        assert!(SharedBytes::new(buf.clone(), 2..5).is_none());
+        assert_eq!(SharedBytes::from(vec![1, 2, 3]), part);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::codec::Codec;
 use crate::crypto::{Crypto, ModelledCrypto, RealCrypto};
-use crate::envelope;
+use crate::envelope::{self, Stamp};
 use crate::features::{Row, Score};
 use crate::identity::{Identity, NodeId, SEED_LEN};
 use crate::message::{Class, Message};
@@ -43,6 +43,10 @@ pub(crate) struct Byzantine {
     /// Cites only the subject's report and its own in its accusations,
     /// leaving out every other reporter's.
     pub(crate) cite_only_own: bool,
+    /// Sends each accusation it makes this many more times, each copy
+    /// under a fresh sequence number: a modified node using up members'
+    /// limits on accusations of the subject.
+    pub(crate) repeat_accusations: u8,
 }
 
 pub(crate) struct Harness<C: Crypto> {
@@ -270,6 +274,23 @@ impl<C: Crypto> Harness<C> {
         ];
         if b.withhold && tag.is_some_and(|t| quorum_tag.contains(&t)) {
             return Vec::new();
+        }
+        if b.repeat_accusations > 0 && tag == Some(crate::message::TAG_ACCUSE) {
+            let mut out = vec![bytes.clone()];
+            let Ok((header, payload)) = envelope::verified_parts(&bytes[1..]) else {
+                return out;
+            };
+            let mut crypto = (self.make)(&self.identities[i]);
+            for k in 1..=u64::from(b.repeat_accusations) {
+                let stamp = Stamp {
+                    sequence: header.stamp.sequence + (k << 32),
+                    ..header.stamp
+                };
+                if let Ok(f) = crypto.seal(self.roster.mesh_id(), header.kind, stamp, payload) {
+                    out.push(Message::Accuse(&f).encode().into());
+                }
+            }
+            return out;
         }
         if b.equivocate_votes && tag == Some(crate::message::TAG_VOTE) {
             let yes = self.resign(i, &bytes[1..], |payload| {
@@ -969,7 +990,7 @@ mod tests {
             .verify(&h.roster, &QuarantinePolicy::default())
             .unwrap();
         assert_eq!((proven.subject, proven.sequence), (cheat, stamp.sequence));
-        let certificate: &[u8] = &certificate.clone();
+        let certificate = &certificate.clone();
         // Restoring it where it is held changes nothing; a node that stored
         // it as ended does not take it again from the mesh.
         let node = h.nodes[first].as_mut().unwrap();
@@ -989,7 +1010,7 @@ mod tests {
         let mut tampered = certificate.to_vec();
         tampered[40] ^= 1;
         assert!(
-            node.restore_certificate(&tampered, (now, now + 1), now)
+            node.restore_certificate(&tampered.into(), (now, now + 1), now)
                 .is_err()
         );
         h.run_until(h.now + 5_000);

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use crate::codec::Codec;
+use crate::codec::{Codec, SharedBytes};
 use crate::crypto::Crypto;
 use crate::envelope::{self, Kind, Stamp};
 use crate::error::Error;
@@ -280,8 +280,9 @@ pub enum Event {
         subject: NodeId,
         /// The proven fault.
         fault: Fault,
-        /// The encoded certificate, for storing and showing.
-        certificate: Arc<[u8]>,
+        /// The encoded certificate, for storing and showing; it shares
+        /// the received message's bytes.
+        certificate: SharedBytes,
         /// Enforced; false when held over the cap (alert, do not act).
         enforced: bool,
         /// The link it came on; `None` when this node found the evidence.
@@ -294,7 +295,7 @@ pub enum Event {
         /// Who is quarantined.
         subject: NodeId,
         /// The new encoded certificate.
-        certificate: Arc<[u8]>,
+        certificate: SharedBytes,
         /// The link it came on; `None` when this node found the evidence.
         from: Option<NodeId>,
     },
@@ -1177,7 +1178,8 @@ impl<C: Crypto> Node<C> {
                 ctx.send_bytes(q, Class::Stream, message.clone());
             }
         }
-        let certificate = Arc::from(&message[1..]);
+        let certificate = SharedBytes::new(message.clone(), 1..message.len())
+            .expect("a message has its tag byte");
         ctx.event(if admitted == Admitted::Replaced {
             Event::CertificateReplaced {
                 subject,
@@ -1206,11 +1208,22 @@ impl<C: Crypto> Node<C> {
     /// node's roster and policy.
     pub fn restore_certificate(
         &mut self,
-        bytes: &[u8],
+        certificate: &SharedBytes,
         (since_ms, until_ms): (u64, u64),
         now_ms: u64,
     ) -> Result<Admitted, CertificateError> {
-        let cert = Certificate::decode_exact(bytes).map_err(Error::from)?;
+        // Held as the message it floods in; one that an event handed out
+        // is that message already, and is kept without a copy.
+        let message: Arc<[u8]> = match certificate.parts() {
+            (whole, 1)
+                if whole.len() == certificate.len() + 1
+                    && whole[0] == crate::message::TAG_CERTIFICATE =>
+            {
+                whole.clone()
+            }
+            _ => Message::Certificate(certificate).encode().into(),
+        };
+        let cert = Certificate::decode_shared(&message, 1).map_err(Error::from)?;
         let proven = cert.verify_by(&self.roster, &self.cfg.quarantine, &mut self.crypto)?;
         let (subject, position) = (proven.subject, (proven.epoch, proven.sequence));
         let admitted = self.quarantine.insert_at(
@@ -1225,13 +1238,7 @@ impl<C: Crypto> Node<C> {
             admitted,
             Admitted::Enforced | Admitted::OverCap | Admitted::Replaced
         ) {
-            self.held.insert(
-                subject,
-                Held {
-                    position,
-                    message: Message::Certificate(bytes).encode().into(),
-                },
-            );
+            self.held.insert(subject, Held { position, message });
         }
         if admitted == Admitted::Enforced {
             self.enforce(subject);

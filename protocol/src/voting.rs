@@ -18,14 +18,15 @@
 //! reporters' scores reach the threshold.
 //!
 //! Once any certificate about a subject is held, this node's open
-//! accusations of it close, and a member opens one ballot per subject at
-//! a time (a second accuser of the same subject waits for the outcome of
-//! the first).
+//! accusations of it close.
 //!
 //! Rate limits: a node accuses at most `accusations_per_hour` times and
 //! one subject at most once per `accusation_spacing_ms`; a voter takes at
-//! most `accusations_per_hour` accusations per accuser per hour and at most
-//! `max_open_ballots` at once, and votes once per accusation.
+//! most `accusations_per_hour` accusations per accuser per hour, at most
+//! `max_open_ballots` at once, of them at most `max_active` about one
+//! subject and one per accuser and subject, and votes once per
+//! accusation. No limit counts accusations per subject over time: one
+//! Byzantine member could then use it up and shield the subject.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -159,8 +160,6 @@ pub(crate) struct Voting {
     made: VecDeque<u64>,
     ballots: BTreeMap<[u8; 32], Ballot>,
     taken: BTreeMap<NodeId, VecDeque<u64>>,
-    /// Ballots opened per subject in the last hour.
-    about: BTreeMap<NodeId, VecDeque<u64>>,
     decided: BTreeSet<[u8; 32]>,
     decided_order: VecDeque<[u8; 32]>,
     /// This node's last few reports (end ms, message), for members who
@@ -428,35 +427,33 @@ impl<C: Crypto> Node<C> {
             return;
         }
         // As many ballots per subject at a time as it has neighbours to
-        // accuse it, and the hourly limits per accuser and per subject.
-        // (With one, the neighbours that see an
-        // attack and accuse it in the same second split the committee
+        // accuse it, one of them per accuser, and the hourly limit per
+        // accuser. (With one ballot per subject, the neighbours that see
+        // an attack and accuse it in the same second split the committee
         // between them, none reaches two thirds, and they all try again
-        // together a minute later: one compromised node was never voted out
-        // in quorum-smoke.)
+        // together a minute later: one compromised node was never voted
+        // out in quorum-smoke. With an hourly limit per subject, one
+        // Byzantine member that accused a subject often enough used it up
+        // at every member, and no one could vote that subject out.)
         let limit = usize::from(self.cfg.quorum.accusations_per_hour);
+        let (mut about, mut mine) = (0, false);
+        for b in self.voting.ballots.values() {
+            if b.accusation.subject == a.subject {
+                about += 1;
+                mine |= b.accuser == from;
+            }
+        }
         let refused = self.committee_for(&a.subject, a.window_ms).seats(&self.me) == 0
             || self.quarantine.is_enforced(&a.subject, now_ms)
             || self.voting.ballots.len() >= self.cfg.quorum.max_open_ballots
-            || self
-                .voting
-                .ballots
-                .values()
-                .filter(|b| b.accusation.subject == a.subject)
-                .count()
-                >= self.cfg.max_active
-            || within_hour(self.voting.taken.entry(from).or_default(), now_ms) >= limit
-            || within_hour(self.voting.about.entry(a.subject).or_default(), now_ms) >= limit;
+            || about >= self.cfg.max_active
+            || mine
+            || within_hour(self.voting.taken.entry(from).or_default(), now_ms) >= limit;
         if refused {
             self.stats.accusations_refused += 1;
             return;
         }
         self.voting.taken.entry(from).or_default().push_back(now_ms);
-        self.voting
-            .about
-            .entry(a.subject)
-            .or_default()
-            .push_back(now_ms);
         let q = self.cfg.quorum;
         let early = if a.model != self.cfg.quarantine.model {
             Some(Verdict::ModelMismatch)
@@ -1332,6 +1329,50 @@ mod tests {
         let flooder = h.ids[6];
         for i in 0..6 {
             assert!(h.node(i).quarantine().get(&flooder).is_some(), "node {i}");
+        }
+    }
+
+    #[test]
+    fn one_members_repeated_accusations_do_not_shield_a_subject() {
+        // Node 5 scores the flooder-to-be high from the start and sends
+        // every accusation of it 11 more times under fresh sequences. A
+        // member that counted accusations per subject and hour refused
+        // the honest accusers once these had used up the subject's hour,
+        // and one Byzantine member kept any node from being voted out.
+        let mut h = voting_mesh(7, 13);
+        h.scorers[5] = Some(framing(h.ids[6]));
+        h.byzantine[5].repeat_accusations = 11;
+        h.boot_all(50);
+        run(&mut h, T0 + 200_000, None);
+        let spam = |h: &Harness<ModelledCrypto>| {
+            h.log
+                .iter()
+                .filter(|(_, i, e)| *i == 5 && matches!(e, Event::Accused { .. }))
+                .count()
+        };
+        assert!(spam(&h) >= 3, "node 5 accused {} times", spam(&h));
+        let flooder = h.ids[6];
+        assert!((0..5).all(|i| h.node(i).quarantine().get(&flooder).is_none()));
+        run(&mut h, T0 + 260_000, Some(6));
+        for i in 0..5 {
+            assert!(h.node(i).quarantine().get(&flooder).is_some(), "node {i}");
+        }
+        // The copies count against the spammer's own hourly limit.
+        let (spammer, sent) = (h.ids[5], 12 * spam(&h));
+        let limit = usize::from(h.cfg.quorum.accusations_per_hour);
+        assert!(sent > limit);
+        for i in 0..5 {
+            let votes = h
+                .log
+                .iter()
+                .filter(|(_, j, e)| {
+                    *j == i && matches!(e, Event::VoteCast { accuser, .. } if *accuser == spammer)
+                })
+                .count();
+            assert!(
+                votes <= limit,
+                "node {i}: {votes} votes on {sent} accusations"
+            );
         }
     }
 

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sentinel_models::{Scorer, TractScorer};
+use sentinel_protocol::codec::SharedBytes;
 use sentinel_protocol::crypto::RealCrypto;
 use sentinel_protocol::envelope::Stamp;
 use sentinel_protocol::evidence::{Admitted, Entry};
@@ -1529,7 +1530,8 @@ fn restore_certificates(
     let mut ended = Vec::new();
     let (mut enforced, mut held) = (0, 0);
     for row in store.certificates().map_err(ctx("database"))? {
-        match node.restore_certificate(&row.certificate, (row.since_ms, row.until_ms), now) {
+        let certificate = SharedBytes::from(row.certificate.clone());
+        match node.restore_certificate(&certificate, (row.since_ms, row.until_ms), now) {
             Ok(Admitted::Enforced) => enforced += 1,
             Ok(Admitted::OverCap) => held += 1,
             Ok(Admitted::Expired) if row.enforced => ended.push(row),

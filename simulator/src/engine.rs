@@ -26,7 +26,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use aws_lc_rs::digest;
-use sentinel_protocol::codec::Codec;
+use sentinel_protocol::codec::{Codec, SharedBytes};
 use sentinel_protocol::crypto::{Crypto, ModelledCrypto, RealCrypto, VerifyCache};
 use sentinel_protocol::envelope::{self, Kind, Stamp, Verified};
 use sentinel_protocol::evidence::Fault;
@@ -156,7 +156,7 @@ struct Slot {
     stored_epoch: u64,
     first_epoch: u64,
     /// The certificates its database holds: subject → (bytes, since, until).
-    stored_certificates: BTreeMap<NodeId, (Arc<[u8]>, u64, u64)>,
+    stored_certificates: BTreeMap<NodeId, (SharedBytes, u64, u64)>,
     /// Set when the node equivocates.
     twin: Option<Box<Twin>>,
     /// Set when the node is an adversary of the attack library.
