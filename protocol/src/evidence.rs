@@ -32,7 +32,7 @@
 //! faulty members, so further certificates are held and reported, not
 //! enforced (no self-eclipse); they are enforced as earlier ones expire.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::codec::{Codec, Reader};
@@ -686,6 +686,9 @@ pub enum Admitted {
 #[derive(Debug, Clone, Default)]
 pub struct Quarantine {
     entries: BTreeMap<NodeId, Entry>,
+    /// The entries' ends, soonest first: a node asks for the next one
+    /// after every event.
+    ends: BTreeSet<(u64, NodeId)>,
     /// The (epoch, sequence) of each subject's last ended quarantine.
     ended: BTreeMap<NodeId, (u64, u64)>,
 }
@@ -814,7 +817,8 @@ impl Quarantine {
             return Admitted::Replaced;
         }
         let enforced = self.fits_under_cap(roster, policy, &proven.subject);
-        self.entries.insert(
+        self.ends.insert((until_ms, proven.subject));
+        if let Some(old) = self.entries.insert(
             proven.subject,
             Entry {
                 until_ms,
@@ -824,7 +828,10 @@ impl Quarantine {
                 enforced,
                 replacements: 0,
             },
-        );
+        ) && old.until_ms != until_ms
+        {
+            self.ends.remove(&(old.until_ms, proven.subject));
+        }
         if enforced {
             Admitted::Enforced
         } else {
@@ -835,7 +842,7 @@ impl Quarantine {
     /// When the next quarantine ends, if any is held.
     #[must_use]
     pub fn next_expiry(&self) -> Option<u64> {
-        self.entries.values().map(|e| e.until_ms).min()
+        self.ends.first().map(|(t, _)| *t)
     }
 
     /// Would enforcing `subject` keep the enforced weight within the cap?
@@ -860,12 +867,14 @@ impl Quarantine {
         policy: &QuarantinePolicy,
         now_ms: u64,
     ) -> (Vec<NodeId>, Vec<NodeId>) {
-        let lifted: Vec<NodeId> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.until_ms <= now_ms)
-            .map(|(id, _)| *id)
-            .collect();
+        let mut lifted = Vec::new();
+        while let Some(&(until, id)) = self.ends.first()
+            && until <= now_ms
+        {
+            self.ends.pop_first();
+            lifted.push(id);
+        }
+        lifted.sort_unstable();
         for id in &lifted {
             if let Some(e) = self.entries.remove(id) {
                 self.ended.insert(*id, (e.proven.epoch, e.proven.sequence));

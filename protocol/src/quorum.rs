@@ -156,6 +156,14 @@ pub enum Seats {
 /// [`Error::InvalidInput`] when no committee of at most [`MAX_SEATS`]
 /// seats meets the bound.
 pub fn committee_seats(roster: &Roster) -> Result<Seats, Error> {
+    roster
+        .seats
+        .get_or_init(|| search_seats(roster))
+        .clone()
+        .map_err(Error::InvalidInput)
+}
+
+fn search_seats(roster: &Roster) -> Result<Seats, String> {
     if roster.len() <= WHOLE_ROSTER_UP_TO {
         return Ok(Seats::Whole);
     }
@@ -166,10 +174,10 @@ pub fn committee_seats(roster: &Roster) -> Result<Seats, Error> {
         .find(|&k| subjects * byzantine_quorum_probability(total, byzantine, k) <= COMMITTEE_BOUND)
         .map(Seats::Sampled)
         .ok_or_else(|| {
-            Error::InvalidInput(format!(
+            format!(
                 "no committee of at most {MAX_SEATS} seats keeps {} members under the bound",
                 roster.len()
-            ))
+            )
         })
 }
 

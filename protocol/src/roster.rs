@@ -71,6 +71,9 @@ pub struct Roster {
     mesh_id: MeshId,
     members: BTreeMap<NodeId, Member>,
     total_weight: u64,
+    /// [`crate::quorum::committee_seats`], worked out once: a
+    /// hypergeometric search that every certificate check needs.
+    pub(crate) seats: std::sync::OnceLock<Result<crate::quorum::Seats, String>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -134,6 +137,7 @@ impl Roster {
             mesh_id,
             members: map,
             total_weight,
+            seats: std::sync::OnceLock::new(),
         })
     }
 

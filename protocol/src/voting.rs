@@ -22,11 +22,12 @@
 //!
 //! Rate limits: a node accuses at most `accusations_per_hour` times and
 //! one subject at most once per `accusation_spacing_ms`; a voter takes at
-//! most `accusations_per_hour` accusations per accuser per hour, at most
-//! `max_open_ballots` at once, of them at most `max_active` about one
-//! subject and one per accuser and subject, and votes once per
-//! accusation. No limit counts accusations per subject over time: one
-//! Byzantine member could then use it up and shield the subject.
+//! most `accusations_per_hour` accusations per accuser per hour, as many
+//! per subject (so framers can try their victim only so often), and 3 per
+//! accuser and subject (so that more than one Byzantine member is needed
+//! to use up a subject's hour and shield it); at most `max_open_ballots`
+//! at once, of them at most `max_active` about one subject and one per
+//! accuser and subject; and it votes once per accusation.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -160,6 +161,8 @@ pub(crate) struct Voting {
     made: VecDeque<u64>,
     ballots: BTreeMap<[u8; 32], Ballot>,
     taken: BTreeMap<NodeId, VecDeque<u64>>,
+    /// Ballots opened per subject in the last hour, with their accusers.
+    about: BTreeMap<NodeId, VecDeque<(u64, NodeId)>>,
     decided: BTreeSet<[u8; 32]>,
     decided_order: VecDeque<[u8; 32]>,
     /// This node's last few reports (end ms, message), for members who
@@ -205,6 +208,11 @@ fn within_hour(times: &mut VecDeque<u64>, now: u64) -> usize {
     }
     times.len()
 }
+
+/// Accusations of one subject by one accuser a member takes per hour: the
+/// subject's hourly limit (`accusations_per_hour`) then takes more than
+/// one Byzantine member to use up.
+const PER_ACCUSER_AND_SUBJECT: usize = 3;
 
 /// How long a member waits for the reports of the subject's reporters it
 /// asked them for before it scores without them.
@@ -427,33 +435,47 @@ impl<C: Crypto> Node<C> {
             return;
         }
         // As many ballots per subject at a time as it has neighbours to
-        // accuse it, one of them per accuser, and the hourly limit per
-        // accuser. (With one ballot per subject, the neighbours that see
-        // an attack and accuse it in the same second split the committee
-        // between them, none reaches two thirds, and they all try again
-        // together a minute later: one compromised node was never voted
-        // out in quorum-smoke. With an hourly limit per subject, one
-        // Byzantine member that accused a subject often enough used it up
-        // at every member, and no one could vote that subject out.)
+        // accuse it, one of them per accuser; the hourly limits per
+        // accuser, per subject, and per accuser and subject. (With one
+        // ballot per subject, the neighbours that see an attack and accuse
+        // it in the same second split the committee between them, none
+        // reaches two thirds, and they all try again together a minute
+        // later: one compromised node was never voted out in
+        // quorum-smoke. The subject's hourly limit bounds how often
+        // framers can try their victim: without it one was voted out in
+        // quorum-smoke. The limit per accuser and subject keeps one
+        // Byzantine member from using the subject's up and shielding it.)
         let limit = usize::from(self.cfg.quorum.accusations_per_hour);
-        let (mut about, mut mine) = (0, false);
+        let (mut open, mut mine) = (0, false);
         for b in self.voting.ballots.values() {
             if b.accusation.subject == a.subject {
-                about += 1;
+                open += 1;
                 mine |= b.accuser == from;
             }
         }
+        let about = self.voting.about.entry(a.subject).or_default();
+        while about.front().is_some_and(|(t, _)| t + HOUR_MS <= now_ms) {
+            about.pop_front();
+        }
+        let by_from = about.iter().filter(|(_, f)| *f == from).count();
+        let subject_full = about.len() >= limit || by_from >= PER_ACCUSER_AND_SUBJECT;
         let refused = self.committee_for(&a.subject, a.window_ms).seats(&self.me) == 0
             || self.quarantine.is_enforced(&a.subject, now_ms)
             || self.voting.ballots.len() >= self.cfg.quorum.max_open_ballots
-            || about >= self.cfg.max_active
+            || open >= self.cfg.max_active
             || mine
+            || subject_full
             || within_hour(self.voting.taken.entry(from).or_default(), now_ms) >= limit;
         if refused {
             self.stats.accusations_refused += 1;
             return;
         }
         self.voting.taken.entry(from).or_default().push_back(now_ms);
+        self.voting
+            .about
+            .entry(a.subject)
+            .or_default()
+            .push_back((now_ms, from));
         let q = self.cfg.quorum;
         let early = if a.model != self.cfg.quarantine.model {
             Some(Verdict::ModelMismatch)
@@ -1336,9 +1358,10 @@ mod tests {
     fn one_members_repeated_accusations_do_not_shield_a_subject() {
         // Node 5 scores the flooder-to-be high from the start and sends
         // every accusation of it 11 more times under fresh sequences. A
-        // member that counted accusations per subject and hour refused
-        // the honest accusers once these had used up the subject's hour,
-        // and one Byzantine member kept any node from being voted out.
+        // member that counted accusations only per subject and hour
+        // refused the honest accusers once these had used up the
+        // subject's hour, and one Byzantine member kept any node from
+        // being voted out.
         let mut h = voting_mesh(7, 13);
         h.scorers[5] = Some(framing(h.ids[6]));
         h.byzantine[5].repeat_accusations = 11;
@@ -1357,9 +1380,10 @@ mod tests {
         for i in 0..5 {
             assert!(h.node(i).quarantine().get(&flooder).is_some(), "node {i}");
         }
-        // The copies count against the spammer's own hourly limit.
+        // A member took at most 3 of the spammer's accusations of the
+        // subject in the hour.
         let (spammer, sent) = (h.ids[5], 12 * spam(&h));
-        let limit = usize::from(h.cfg.quorum.accusations_per_hour);
+        let limit = PER_ACCUSER_AND_SUBJECT;
         assert!(sent > limit);
         for i in 0..5 {
             let votes = h
