@@ -1196,12 +1196,14 @@ mod tests {
         );
         assert!(q.is_enforced(&ids[0].id(), 999));
         assert!(!q.is_enforced(&ids[2].id(), 999));
+        assert_eq!(q.next_expiry(), Some(1_000));
         // The first expires: the held one takes its place.
         let (lifted, promoted) = q.expire(&roster, &policy, 1_000);
         assert_eq!(lifted, vec![ids[0].id()]);
         assert_eq!(promoted, vec![ids[2].id()]);
         assert!(!q.is_enforced(&ids[0].id(), 1_000));
         assert!(q.is_enforced(&ids[2].id(), 1_000));
+        assert_eq!(q.next_expiry(), Some(1_500));
         // A copy of the ended one still travelling the mesh does not start
         // it again; a new fault by the same subject does.
         assert_eq!(q.recognise(&certs[0], 1_001), Some(Admitted::Expired));
@@ -1225,9 +1227,23 @@ mod tests {
         bad.ttl_ms = u64::MAX;
         assert!(q.admit(&roster, &policy, bad, 1_000).is_err());
         assert!(q.get(&ids[3].id()).is_none());
+        // A new fault of a subject whose quarantine has ended but not yet
+        // been expired takes its entry, and the old end lifts nothing.
+        let later = {
+            let a = seal(&ids[2], &roster, Kind::Telemetry, stamp(1, 9, 1), b"a");
+            let b = seal(&ids[2], &roster, Kind::Telemetry, stamp(1, 9, 1), b"b");
+            let e = Evidence::equivocation(&roster, &a, &b).unwrap();
+            Certificate::from_evidence(&roster, &policy, e).unwrap()
+        };
+        q.admit(&roster, &policy, later, 1_700).unwrap();
+        let (lifted, _) = q.expire(&roster, &policy, 2_000);
+        assert_eq!(lifted, vec![ids[1].id()]);
+        assert_eq!(q.get(&ids[2].id()).map(|e| e.until_ms), Some(2_700));
+        assert_eq!(q.next_expiry(), Some(2_001));
         // After every TTL, nothing is left.
         let (lifted, _) = q.expire(&roster, &policy, 10_000);
-        assert_eq!(lifted.len(), 3);
+        assert_eq!(lifted.len(), 2);
         assert_eq!(q.entries().count(), 0);
+        assert_eq!(q.next_expiry(), None);
     }
 }
