@@ -161,8 +161,10 @@ pub(crate) struct Voting {
     made: VecDeque<u64>,
     ballots: BTreeMap<[u8; 32], Ballot>,
     taken: BTreeMap<NodeId, VecDeque<u64>>,
-    /// Ballots opened per subject in the last hour, with their accusers.
-    about: BTreeMap<NodeId, VecDeque<(u64, NodeId)>>,
+    /// Ballots opened per subject in the last hour.
+    about: BTreeMap<NodeId, VecDeque<u64>>,
+    /// And per (subject, accuser).
+    about_by: BTreeMap<(NodeId, NodeId), VecDeque<u64>>,
     decided: BTreeSet<[u8; 32]>,
     decided_order: VecDeque<[u8; 32]>,
     /// This node's last few reports (end ms, message), for members who
@@ -453,12 +455,11 @@ impl<C: Crypto> Node<C> {
                 mine |= b.accuser == from;
             }
         }
-        let about = self.voting.about.entry(a.subject).or_default();
-        while about.front().is_some_and(|(t, _)| t + HOUR_MS <= now_ms) {
-            about.pop_front();
-        }
-        let by_from = about.iter().filter(|(_, f)| *f == from).count();
-        let subject_full = about.len() >= limit || by_from >= PER_ACCUSER_AND_SUBJECT;
+        let pair = (a.subject, from);
+        let subject_full = within_hour(self.voting.about.entry(a.subject).or_default(), now_ms)
+            >= limit
+            || within_hour(self.voting.about_by.entry(pair).or_default(), now_ms)
+                >= PER_ACCUSER_AND_SUBJECT;
         let refused = self.committee_for(&a.subject, a.window_ms).seats(&self.me) == 0
             || self.quarantine.is_enforced(&a.subject, now_ms)
             || self.voting.ballots.len() >= self.cfg.quorum.max_open_ballots
@@ -475,7 +476,12 @@ impl<C: Crypto> Node<C> {
             .about
             .entry(a.subject)
             .or_default()
-            .push_back((now_ms, from));
+            .push_back(now_ms);
+        self.voting
+            .about_by
+            .entry(pair)
+            .or_default()
+            .push_back(now_ms);
         let q = self.cfg.quorum;
         let early = if a.model != self.cfg.quarantine.model {
             Some(Verdict::ModelMismatch)
