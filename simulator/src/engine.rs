@@ -1187,6 +1187,52 @@ impl Sim {
         }
     }
 
+    /// Records a voted certificate that accuser `i` made against an honest
+    /// `subject`: who voted yes, and how many of the subject's neighbours
+    /// attack.
+    fn false_certificate(&mut self, i: usize, subject: &NodeId, certificate: &[u8]) {
+        use sentinel_protocol::evidence::{Certificate, Reason};
+        let Some(x) = self.idx(subject) else { return };
+        let s = &self.slots[x as usize];
+        if s.attack.is_some() || s.twin.is_some() {
+            return;
+        }
+        let case = honest_case(s);
+        let attacks = |j: u32| self.slots[j as usize].attack.is_some();
+        let Some(Reason::Votes(votes)) = Certificate::decode_exact(certificate)
+            .ok()
+            .map(|c| c.reason)
+        else {
+            return;
+        };
+        let voters: Vec<u32> = votes
+            .votes()
+            .filter_map(|f| envelope::peek_header(f).ok())
+            .filter_map(|h| self.idx(&h.sender))
+            .collect();
+        let yes_attackers = voters.iter().filter(|&&j| attacks(j)).count();
+        let view = s.node.as_ref().map(|n| n.active_view()).unwrap_or_default();
+        let around = view
+            .iter()
+            .filter(|p| self.idx(p).is_some_and(attacks))
+            .count();
+        #[allow(clippy::cast_precision_loss, reason = "view sizes")]
+        let record = crate::metrics::FalseCertificate {
+            time_s: self.now as f64 / 1e6,
+            subject: x,
+            case,
+            accuser: i as u32,
+            accuser_kind: self.slots[i]
+                .attack
+                .as_ref()
+                .map_or("honest", |a| a.kind.name()),
+            yes_attackers,
+            yes_honest: voters.len() - yes_attackers,
+            attacker_neighbours: around as f64 / view.len().max(1) as f64,
+        };
+        self.metrics.false_certificates.push(record);
+    }
+
     /// The share of victim `i`'s neighbours that attack it (framers or
     /// sybils of its entry), once its attackers have started.
     fn sample_victim(&mut self, i: usize) {
@@ -1483,6 +1529,7 @@ impl Sim {
             } => {
                 self.metrics.voted_certificate_bytes.push(certificate.len());
                 self.first_stage(subject, 2);
+                self.false_certificate(i, subject, certificate);
             }
             Event::Accused { subject, .. } if self.slots[i].attack.is_none() => {
                 self.first_stage(subject, 1);

@@ -116,6 +116,31 @@ pub struct Metrics {
     pub(crate) victim_share: Vec<f64>,
     /// Votes cast, by verdict name.
     pub(crate) votes: BTreeMap<&'static str, u64>,
+    /// Voted certificates made against honest subjects, as their accusers
+    /// made them.
+    pub(crate) false_certificates: Vec<FalseCertificate>,
+}
+
+/// A voted certificate against an honest node: who accused, and who voted
+/// yes (so a report can tell framers' votes from honest voters' views).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FalseCertificate {
+    /// When its accuser made it, seconds.
+    pub time_s: f64,
+    /// The honest node quarantined.
+    pub subject: u32,
+    /// Its honest case (none, victim, degraded, overloaded, churn).
+    pub case: &'static str,
+    /// Who accused it.
+    pub accuser: u32,
+    /// The accuser's attack kind, or `honest`.
+    pub accuser_kind: &'static str,
+    /// Yes votes signed by attackers.
+    pub yes_attackers: usize,
+    /// Yes votes signed by honest nodes.
+    pub yes_honest: usize,
+    /// The share of the subject's neighbours then that were attackers.
+    pub attacker_neighbours: f64,
 }
 
 impl Metrics {
@@ -169,6 +194,7 @@ impl Metrics {
             stages: BTreeMap::new(),
             quarantined_case: BTreeMap::new(),
             votes: BTreeMap::new(),
+            false_certificates: Vec::new(),
         }
     }
 

@@ -12,7 +12,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::engine::Sim;
-use crate::metrics::{SERIES_S, SeriesPoint};
+use crate::metrics::{FalseCertificate, SERIES_S, SeriesPoint};
 use crate::scenario::{ActionKind, Scenario};
 
 /// Percentiles of a distribution.
@@ -156,6 +156,12 @@ pub struct Quorum {
     /// Share of a victim's neighbours that are its attackers, sampled
     /// every second while they attack (an eclipse would take it to 1).
     pub victim_neighbours_attacking: Option<Dist>,
+    /// Voted certificates made against honest nodes, by the accuser's
+    /// attack kind (`honest` for an honest accuser).
+    pub false_certificates_by_accuser: BTreeMap<&'static str, usize>,
+    /// The first twenty of them: who accused, who voted yes, and how
+    /// many of the subject's neighbours attacked it.
+    pub false_certificate_examples: Vec<FalseCertificate>,
 }
 
 /// What the honest nodes with degraded networks did and suffered.
@@ -392,6 +398,14 @@ fn quorum(sim: &Sim) -> Option<Quorum> {
         ),
         victim_neighbours_attacking: (!m.victim_share.is_empty())
             .then(|| Dist::of(m.victim_share.clone())),
+        false_certificates_by_accuser: m.false_certificates.iter().fold(
+            BTreeMap::new(),
+            |mut c, f| {
+                *c.entry(f.accuser_kind).or_default() += 1;
+                c
+            },
+        ),
+        false_certificate_examples: m.false_certificates.iter().take(20).cloned().collect(),
         degraded: (!m.degraded.is_empty()).then(|| DegradedHosts {
             nodes: m.degraded.len(),
             accusations: m.degraded_accusations.0,
@@ -687,6 +701,18 @@ impl RunReport {
                     s,
                     "| victims' neighbours that attack them, share mean / p95 / max | {:.2} / {:.2} / {:.2} |",
                     v.mean, v.p95, v.max
+                );
+            }
+            if !q.false_certificates_by_accuser.is_empty() {
+                let (attackers, honest) = q
+                    .false_certificate_examples
+                    .iter()
+                    .fold((0, 0), |(a, h), f| (a + f.yes_attackers, h + f.yes_honest));
+                let _ = writeln!(
+                    s,
+                    "| voted certificates against honest nodes, by accuser | {:?} |\n| their yes votes by attackers / honest (first {}) | {attackers} / {honest} |",
+                    q.false_certificates_by_accuser,
+                    q.false_certificate_examples.len(),
                 );
             }
             if let Some(d) = &q.degraded {

@@ -219,6 +219,7 @@ fn attackers_are_voted_out_and_framers_sybils_and_degraded_accusers_frame_nobody
     // hosts whose network loses 30% and who accuse wrongly, get anyone
     // honest quarantined.
     assert_eq!(q.honest_quarantined, 0, "{q:?}");
+    assert!(q.false_certificates_by_accuser.is_empty(), "{q:?}");
     let eclipse = q
         .victim_neighbours_attacking
         .as_ref()
