@@ -23,7 +23,8 @@ pub struct SuspicionPolicy {
     /// without a model leaves it off.
     pub enabled: bool,
     /// Score at or above which a window counts towards raising.
-    /// Default 0.9.
+    /// Default 0.95 (at 0.9, quorum-1k voted out 5 honest nodes whose
+    /// neighbours had just been attacked).
     pub raise: Score,
     /// Score below which a window counts towards clearing. Default 0.5.
     pub clear: Score,
@@ -31,7 +32,11 @@ pub struct SuspicionPolicy {
     pub raise_after: u8,
     /// Score at or above which one window raises suspicion at once (a
     /// flagrant attacker need not be watched for `raise_after` windows);
-    /// at least `raise`. Default 0.99.
+    /// at least `raise`. Default 1.0: only a score the model saturates
+    /// at. (At 0.99, honest nodes perturbed for one window by a
+    /// neighbour's attack or quarantine were accused at once, their
+    /// quarantines perturbed their neighbours in turn, and quorum-1k
+    /// voted out 611 honest nodes.)
     pub raise_at_once: Score,
     /// Consecutive low windows that clear it. Default 3.
     pub clear_after: u8,
@@ -41,10 +46,10 @@ impl Default for SuspicionPolicy {
     fn default() -> Self {
         Self {
             enabled: false,
-            raise: Score(9_000),
+            raise: Score(9_500),
             clear: Score(5_000),
             raise_after: 2,
-            raise_at_once: Score(9_900),
+            raise_at_once: Score(Score::SCALE),
             clear_after: 3,
         }
     }
@@ -182,10 +187,10 @@ mod tests {
         let p = SuspicionPolicy::default();
         let mut s = Suspicions::default();
         let x = NodeId([1; 32]);
-        assert_eq!(s.update(&p, x, Score(9_500)), Change::None);
+        assert_eq!(s.update(&p, x, Score(9_700)), Change::None);
         assert_eq!(s.update(&p, x, Score(100)), Change::None);
-        assert_eq!(s.update(&p, x, Score(9_500)), Change::None);
-        assert_eq!(s.update(&p, x, Score(9_000)), Change::Raised);
+        assert_eq!(s.update(&p, x, Score(9_700)), Change::None);
+        assert_eq!(s.update(&p, x, Score(9_500)), Change::Raised);
         // Between clear and raise: stays raised, resets nothing useful.
         assert_eq!(s.update(&p, x, Score(7_000)), Change::None);
         assert_eq!(s.update(&p, x, Score(100)), Change::None);
@@ -200,7 +205,10 @@ mod tests {
 
     #[test]
     fn one_window_at_or_above_raise_at_once_raises() {
-        let p = SuspicionPolicy::default();
+        let p = SuspicionPolicy {
+            raise_at_once: Score(9_900),
+            ..SuspicionPolicy::default()
+        };
         let mut s = Suspicions::default();
         let (x, y) = (NodeId([1; 32]), NodeId([2; 32]));
         assert_eq!(s.update(&p, x, Score(9_899)), Change::None);
@@ -218,7 +226,7 @@ mod tests {
     #[test]
     fn bad_policies_are_named() {
         let mut p = SuspicionPolicy {
-            clear: Score(9_500),
+            clear: Score(9_600),
             ..SuspicionPolicy::default()
         };
         assert!(p.validate().unwrap_err().to_string().contains("clear"));

@@ -58,7 +58,8 @@ pub struct QuorumConfig {
     /// ([`crate::evidence::QuarantinePolicy::model`]).
     pub enabled: bool,
     /// The own-row score at or above which a member votes yes, and the
-    /// accused score an accusation needs. Default 0.9.
+    /// accused score an accusation needs. Default 0.95, the default
+    /// raise threshold.
     pub vote_threshold: Score,
     /// Accusations this node makes, and accepts from one accuser, per
     /// hour. Default 12.
@@ -80,7 +81,7 @@ impl Default for QuorumConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            vote_threshold: Score(9_000),
+            vote_threshold: Score(9_500),
             accusations_per_hour: 12,
             accusation_spacing_ms: 60_000,
             vote_timeout_ms: 10_000,

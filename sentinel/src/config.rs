@@ -60,7 +60,7 @@ pub struct QuorumSection {
     /// Accuse and vote. Default true (off when detection is off).
     pub enabled: bool,
     /// Own-view score (0 to 1) at or above which this sentinel votes yes,
-    /// and that its accusations need. Default 0.9.
+    /// and that its accusations need. Default 0.95.
     pub vote_threshold: f32,
     /// Accusations this sentinel makes, and accepts from one accuser, per
     /// hour, 1 to 1,000. Default 12.
@@ -74,7 +74,7 @@ impl Default for QuorumSection {
     fn default() -> Self {
         Self {
             enabled: true,
-            vote_threshold: 0.9,
+            vote_threshold: 0.95,
             accusations_per_hour: 12,
             quarantine_minutes: 60,
         }
@@ -106,7 +106,7 @@ pub struct DetectionSection {
     /// the mesh's policy pins it. Default none.
     pub pinned_sha256: Option<String>,
     /// Score (0 to 1) at or above which a window counts towards suspicion.
-    /// Default 0.9.
+    /// Default 0.95.
     pub raise: f32,
     /// Score below which a window counts towards clearing it; at most
     /// `raise`. Default 0.5.
@@ -115,7 +115,7 @@ pub struct DetectionSection {
     /// suspicion, 1 to 100. Default 2.
     pub raise_after: u8,
     /// Score at or above which a single window raises suspicion, from
-    /// `raise` to 1 (1: only a perfect score). Default 0.99.
+    /// `raise` to 1 (1: only a score the model saturates at). Default 1.
     pub raise_at_once: f32,
     /// Consecutive low windows that clear it, 1 to 100. Default 3.
     pub clear_after: u8,
@@ -127,10 +127,10 @@ impl Default for DetectionSection {
             enabled: true,
             model: "mlp-classifier".into(),
             pinned_sha256: None,
-            raise: 0.9,
+            raise: 0.95,
             clear: 0.5,
             raise_after: 2,
-            raise_at_once: 0.99,
+            raise_at_once: 1.0,
             clear_after: 3,
         }
     }
@@ -752,7 +752,7 @@ hook_timeout_ms = 10000
 # [detection] on.
 enabled = true
 # Own-view score (0 to 1) needed to vote yes, and to accuse.
-vote_threshold = 0.9
+vote_threshold = 0.95
 # Accusations made, and accepted from one accuser, per hour (1 to 1000).
 accusations_per_hour = 12
 # Length of a voted quarantine, minutes (1 to 10080); the same on every member.
