@@ -212,6 +212,20 @@ fn within_hour(times: &mut VecDeque<u64>, now: u64) -> usize {
     times.len()
 }
 
+/// [`within_hour`] for `key`'s times, dropping the key once none remain:
+/// a refused accusation (any subject a rostered sender names) leaves no
+/// entry behind.
+fn recent<K: Ord>(map: &mut BTreeMap<K, VecDeque<u64>>, key: &K, now: u64) -> usize {
+    let Some(times) = map.get_mut(key) else {
+        return 0;
+    };
+    let n = within_hour(times, now);
+    if n == 0 {
+        map.remove(key);
+    }
+    n
+}
+
 /// Accusations of one subject by one accuser a member takes per hour: the
 /// subject's hourly limit (`accusations_per_hour`) then takes more than
 /// one Byzantine member to use up.
@@ -457,17 +471,15 @@ impl<C: Crypto> Node<C> {
             }
         }
         let pair = (a.subject, from);
-        let subject_full = within_hour(self.voting.about.entry(a.subject).or_default(), now_ms)
-            >= limit
-            || within_hour(self.voting.about_by.entry(pair).or_default(), now_ms)
-                >= PER_ACCUSER_AND_SUBJECT;
+        let subject_full = recent(&mut self.voting.about, &a.subject, now_ms) >= limit
+            || recent(&mut self.voting.about_by, &pair, now_ms) >= PER_ACCUSER_AND_SUBJECT;
         let refused = self.committee_for(&a.subject, a.window_ms).seats(&self.me) == 0
             || self.quarantine.is_enforced(&a.subject, now_ms)
             || self.voting.ballots.len() >= self.cfg.quorum.max_open_ballots
             || open >= self.cfg.max_active
             || mine
             || subject_full
-            || within_hour(self.voting.taken.entry(from).or_default(), now_ms) >= limit;
+            || recent(&mut self.voting.taken, &from, now_ms) >= limit;
         if refused {
             self.stats.accusations_refused += 1;
             return;
