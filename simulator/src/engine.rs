@@ -1226,6 +1226,11 @@ impl Sim {
                 .attack
                 .as_ref()
                 .map_or("honest", |a| a.kind.name()),
+            accuser_case: if self.slots[i].attack.is_some() {
+                "attacker"
+            } else {
+                honest_case(&self.slots[i])
+            },
             yes_attackers,
             yes_honest: voters.len() - yes_attackers,
             attacker_neighbours: around as f64 / view.len().max(1) as f64,

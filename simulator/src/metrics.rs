@@ -135,6 +135,9 @@ pub struct FalseCertificate {
     pub accuser: u32,
     /// The accuser's attack kind, or `honest`.
     pub accuser_kind: &'static str,
+    /// An honest accuser's case (none, victim, degraded, overloaded,
+    /// churn); `attacker` for an attacker.
+    pub accuser_case: &'static str,
     /// Yes votes signed by attackers.
     pub yes_attackers: usize,
     /// Yes votes signed by honest nodes.
