@@ -100,6 +100,7 @@ const HOUR_MS: u64 = 3_600_000;
 /// says more about itself than about them. Other reporters of an attacker
 /// still accuse it.
 pub(crate) const DEGRADED_LINK_LOSS: f64 = 0.2;
+
 /// Accusations remembered as voted on (a replay gets no second vote).
 const MAX_DECIDED: usize = 4_096;
 
