@@ -97,6 +97,16 @@ impl Row {
     pub fn get(&self, name: &str) -> Option<f32> {
         NAMES.iter().position(|n| *n == name).map(|i| self.0[i])
     }
+
+    /// Sets column `name`; false, changing nothing, if the schema has no
+    /// such column.
+    pub fn set(&mut self, name: &str, value: f32) -> bool {
+        let Some(i) = NAMES.iter().position(|n| *n == name) else {
+            return false;
+        };
+        self.0[i] = value;
+        true
+    }
 }
 
 /// A score in `[0, 1]` quantised to 1/10,000 (basis points), as carried in

@@ -34,6 +34,7 @@ use sentinel_protocol::features::{self, Score};
 use sentinel_protocol::identity::{ED25519_SIGNATURE_LEN, ML_DSA_65_SIGNATURE_LEN, SEED_LEN};
 use sentinel_protocol::message::{self, Class, Message, TAG_REPORT};
 use sentinel_protocol::node::{DownReason, Event};
+use sentinel_protocol::quorum::open_vote;
 use sentinel_protocol::rng::Rng;
 use sentinel_protocol::telemetry::{HostSample, Report};
 use sentinel_protocol::{Config, Error, Identity, MeshId, Node, NodeId, Roster, Transmit};
@@ -1216,6 +1217,27 @@ impl Sim {
             .iter()
             .filter(|p| self.idx(p).is_some_and(attacks))
             .count();
+        let kind_of = |j: u32| {
+            let n = &self.slots[j as usize];
+            n.attack
+                .as_ref()
+                .map_or_else(|| honest_case(n), |a| a.kind.name())
+        };
+        let mut neighbours = BTreeMap::new();
+        for j in view.iter().filter_map(|p| self.idx(p)) {
+            *neighbours.entry(kind_of(j)).or_insert(0) += 1;
+        }
+        // The honest voters' own views, read off their signed votes.
+        let honest_own = self.crypto_of(0).and_then(|mut open| {
+            votes
+                .votes()
+                .filter_map(|f| open_vote(&self.roster, f, &mut open).ok())
+                .filter(|(voter, _)| self.idx(voter).is_some_and(|j| !attacks(j)))
+                .map(|(_, v)| f64::from(v.own.as_f32()))
+                .fold(None, |range: Option<(f64, f64)>, x| {
+                    Some(range.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))))
+                })
+        });
         #[allow(clippy::cast_precision_loss, reason = "view sizes")]
         let record = crate::metrics::FalseCertificate {
             time_s: self.now as f64 / 1e6,
@@ -1234,6 +1256,8 @@ impl Sim {
             yes_attackers,
             yes_honest: voters.len() - yes_attackers,
             attacker_neighbours: around as f64 / view.len().max(1) as f64,
+            neighbours,
+            honest_own,
         };
         self.metrics.false_certificates.push(record);
     }

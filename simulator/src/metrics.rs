@@ -144,6 +144,11 @@ pub struct FalseCertificate {
     pub yes_honest: usize,
     /// The share of the subject's neighbours then that were attackers.
     pub attacker_neighbours: f64,
+    /// The subject's neighbours then, by attack kind or honest case.
+    pub neighbours: BTreeMap<&'static str, usize>,
+    /// The lowest and highest own-view score of the honest yes votes
+    /// (none without one).
+    pub honest_own: Option<(f64, f64)>,
 }
 
 impl Metrics {
