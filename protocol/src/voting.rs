@@ -181,6 +181,8 @@ pub(crate) struct Voting {
     /// This node's last few reports, for members who ask for the one of
     /// an accused window.
     own_reports: VecDeque<OwnReport>,
+    /// When the hourly counts were last swept ([`SWEEP_MS`]).
+    swept_at: u64,
 }
 
 /// One of this node's own reports, kept.
@@ -245,6 +247,16 @@ fn recent<K: Ord>(map: &mut BTreeMap<K, VecDeque<u64>>, key: &K, now: u64) -> us
         map.remove(key);
     }
     n
+}
+
+/// How often a node drops the hourly counts whose times have all expired:
+/// a lookup drops its own key, but the keys of accusers and subjects never
+/// heard of again would otherwise stay for the node's lifetime.
+const SWEEP_MS: u64 = 60_000;
+
+/// Drops the keys of `map` with no time left in the hour.
+fn sweep<K: Ord>(map: &mut BTreeMap<K, VecDeque<u64>>, now: u64) {
+    map.retain(|_, times| within_hour(times, now) > 0);
 }
 
 /// Accusations of one subject by one accuser a member takes per hour: the
@@ -1200,6 +1212,16 @@ impl<C: Crypto> Node<C> {
         // Bases of subjects no longer neighbours go.
         let active: BTreeSet<NodeId> = self.membership.active().collect();
         self.voting.basis.retain(|s, _| active.contains(s));
+        if now_ms >= self.voting.swept_at + SWEEP_MS {
+            let v = &mut self.voting;
+            v.swept_at = now_ms;
+            sweep(&mut v.taken, now_ms);
+            sweep(&mut v.about, now_ms);
+            sweep(&mut v.about_by, now_ms);
+            // Windows are checked against the spacing a little behind the
+            // clock; an hour on, none can be.
+            v.last_accused.retain(|_, t| *t + HOUR_MS > now_ms);
+        }
     }
 }
 
@@ -1409,6 +1431,34 @@ mod tests {
         assert_eq!(map[&b], VecDeque::from([T0 + 1_000]));
         assert_eq!(recent(&mut map, &b, T0 + 1_000 + HOUR_MS), 0);
         assert!(map.is_empty(), "a key with no time left is dropped");
+    }
+
+    #[test]
+    fn the_tick_sweeps_hourly_counts_nobody_looks_up_again() {
+        let mut h = voting_mesh(3, 5);
+        h.boot_all(50);
+        let (a, b) = (h.ids[1], h.ids[2]);
+        let node = h.nodes[0].as_mut().unwrap();
+        let now = T0 + 10 * SWEEP_MS;
+        let v = &mut node.voting;
+        v.taken
+            .insert(a, VecDeque::from([now - HOUR_MS, now - 1_000]));
+        v.about.insert(b, VecDeque::from([now - HOUR_MS]));
+        v.about_by
+            .insert((b, a), VecDeque::from([now - HOUR_MS - 1]));
+        v.last_accused.insert(a, now);
+        v.last_accused.insert(b, now - HOUR_MS);
+        v.swept_at = now - SWEEP_MS / 2;
+        node.voting_tick(now);
+        assert!(
+            !node.voting.about.is_empty(),
+            "not yet a minute since the last sweep"
+        );
+        node.voting_tick(now + SWEEP_MS / 2);
+        let v = &node.voting;
+        assert_eq!(v.taken[&a], VecDeque::from([now - 1_000]));
+        assert!(v.about.is_empty() && v.about_by.is_empty());
+        assert_eq!(v.last_accused.keys().collect::<Vec<_>>(), [&a]);
     }
 
     #[test]
