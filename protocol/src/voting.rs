@@ -955,9 +955,9 @@ impl<C: Crypto> Node<C> {
         }
         // Every view counts all the subject's reporters, not its one: the
         // model reads a row with a lone reporter as a subject nobody else
-        // can vouch for (an eclipsed or Sybil node), and scored an honest
-        // node seen that way at 0.96 to 0.99 (quorum-1k, seed 9108) where
-        // the same views with its five reporters score 0.02 to 0.04. The
+        // can vouch for (an eclipsed or Sybil node), and scored four of an
+        // honest node's five views at 0.96 to 0.99 (quorum-1k, seed 9108)
+        // where the same views with its five reporters score 0.00 to 0.04. The
         // count is the subject's (views made, plus the reporters counted
         // as seeing nothing wrong), or the replayed row's when larger: an
         // accuser can add only signed reports that count.
