@@ -53,7 +53,7 @@ pub(crate) struct Harness<C: Crypto> {
     pub(crate) ids: Vec<NodeId>,
     index: BTreeMap<NodeId, usize>,
     pub(crate) roster: Arc<Roster>,
-    identities: Vec<Identity>,
+    pub(crate) identities: Vec<Identity>,
     make: fn(&Identity) -> C,
     pub(crate) nodes: Vec<Option<Node<C>>>,
     boots: Vec<u64>,

@@ -443,6 +443,9 @@ pub struct NodeStats {
     /// Accusations not made because this node's own links were failing
     /// probes in the window (`voting::DEGRADED_LINK_LOSS`).
     pub accusations_withheld_degraded: u64,
+    /// Accusations not made because this node's own view of the subject,
+    /// scored as a member would score it, fell short.
+    pub accusations_withheld_own_view: u64,
     /// Accusations received and not voted on (not on the committee, over a
     /// rate limit, already voted on).
     pub accusations_refused: u64,

@@ -1,11 +1,12 @@
 //! The node's side of voted quarantine (formats and rules: [`crate::quorum`]).
 //!
 //! As **accuser**, a node whose suspicion of a neighbour is raised and whose
-//! latest score of it reaches the raise threshold signs an accusation from
-//! the reports that window's row was made of, sends it to every committee
-//! member, serves the reports they ask for, and collects their votes; when
-//! yes votes hold two thirds of the seats it makes the certificate and
-//! floods it like any other.
+//! latest score of it reaches the raise threshold first scores its own view
+//! of the subject from the reports that window's row was made of, as a
+//! member would; if that says yes, it signs an accusation from them, sends
+//! it to every committee member, serves the reports they ask for, and
+//! collects their votes; when yes votes hold two thirds of the seats it
+//! makes the certificate and floods it like any other.
 //!
 //! As **voter**, a node on the subject's committee checks the accusation,
 //! asks the accuser for the reports it does not hold, verifies each against
@@ -160,6 +161,9 @@ struct Ballot {
     asked_until: Option<u64>,
     /// Their reports, as they came.
     named_reports: Vec<Arc<[u8]>>,
+    /// An accusation this node has not made yet: its own view is scored
+    /// first, and the accusation is signed and sent only if it says yes.
+    own_check: bool,
 }
 
 /// Voting state of a node.
@@ -286,6 +290,19 @@ fn aligned(report: &Report, window_ms: u64, interval_ms: u64) -> bool {
     end.saturating_add(2 * interval_ms) >= window_ms && end <= window_ms + interval_ms / 2
 }
 
+/// Whether a report that this node or the accuser happened to hold is its
+/// signer's report of the window: [`aligned`], and ending at most an
+/// interval and a quarter (clock skew) before the window does. An older
+/// one has a successor that ends within the window, so the signer is asked
+/// for its report of the window instead, and its answer need only be
+/// [`aligned`]. With every aligned report counted, a forger's views
+/// included reports of the seconds before its attack began, and its
+/// members voted no on a window its reporters had all seen it attack.
+fn current(report: &Report, window_ms: u64, interval_ms: u64) -> bool {
+    aligned(report, window_ms, interval_ms)
+        && report_end(report).saturating_add(interval_ms + interval_ms / 4) >= window_ms
+}
+
 fn decode(frame: &[u8]) -> Option<(Stamp, Report)> {
     let (header, payload) = envelope::verified_parts(frame).ok()?;
     Some((header.stamp, Report::decode_exact(payload).ok()?))
@@ -331,13 +348,29 @@ impl<C: Crypto> Node<C> {
     }
 
     /// After a window's scores: accuse `subject` if its suspicion is
-    /// raised, this window scored at the threshold, and the limits allow.
+    /// raised, this window scored at the threshold, the limits allow, and
+    /// this node's own view of it says yes.
+    ///
+    /// The own view is scored first, as every member scores it (each
+    /// reporter's view from its signed report of the window), before
+    /// anything is signed or sent. The row can reach the threshold while a
+    /// third of the reporters' views do not: at an attack's onset the
+    /// reporters whose reports end soon after it saw a second or two of
+    /// it (two of a forger's five reporters saw none in quorum-smoke).
+    /// Members then vote no, and the accusation costs the spacing (a
+    /// minute) and one of the three a member takes per accuser and
+    /// subject an hour; withheld, it is tried again from the next window.
     pub(super) fn maybe_accuse(&mut self, subject: NodeId, score: Score, window: u64) {
         if !self.quorum_on()
             || score < self.cfg.quorum.vote_threshold
             || !self.suspicions.is_raised(&subject)
             || self.quarantine.is_enforced(&subject, window)
             || self.voting.accusing.values().any(|a| a.subject == subject)
+            || self
+                .voting
+                .ballots
+                .values()
+                .any(|b| b.own_check && b.accusation.subject == subject)
             || self
                 .voting
                 .last_accused
@@ -364,8 +397,8 @@ impl<C: Crypto> Node<C> {
         let Some(evidence) = basis
             .evidence
             .iter()
-            .map(|m| Some((reference(m)?, m.clone())))
-            .collect::<Option<Vec<(EvidenceRef, Arc<[u8]>)>>>()
+            .map(|m| reference(m))
+            .collect::<Option<Vec<EvidenceRef>>>()
         else {
             return;
         };
@@ -375,7 +408,48 @@ impl<C: Crypto> Node<C> {
             score,
             model: self.cfg.quarantine.model,
             relays: basis.relays,
-            evidence: evidence.iter().map(|(r, _)| *r).collect(),
+            evidence,
+        };
+        // Keyed until signed by the hash of its bytes, which no signed
+        // content can share.
+        let key = content_hash(&accusation.to_bytes());
+        let have = basis.evidence.iter().map(|m| Some(m.clone())).collect();
+        self.voting.ballots.insert(
+            key,
+            Ballot {
+                accuser: self.me,
+                accusation,
+                have,
+                deadline: window + self.cfg.quorum.vote_timeout_ms,
+                scoring: false,
+                missing: 0,
+                asked: Vec::new(),
+                asked_until: None,
+                named_reports: Vec::new(),
+                own_check: true,
+            },
+        );
+        self.request_replay(key, window);
+    }
+
+    /// This node's own view said yes: signs the accusation, sends it to the
+    /// committee, and votes on it if it sits there.
+    fn accuse(&mut self, ballot: Ballot, replayed: Score, own: Score, now_ms: u64) {
+        let accusation = ballot.accusation;
+        let (subject, window) = (accusation.subject, accusation.window_ms);
+        if self.quarantine.is_enforced(&subject, now_ms)
+            || self.voting.accusing.values().any(|a| a.subject == subject)
+        {
+            return;
+        }
+        let Some(evidence) = accusation
+            .evidence
+            .iter()
+            .zip(ballot.have)
+            .map(|(r, m)| Some((*r, m?)))
+            .collect::<Option<Vec<(EvidenceRef, Arc<[u8]>)>>>()
+        else {
+            return;
         };
         let Ok(frame) = self.seal(Kind::Accusation, window, &accusation.to_bytes()) else {
             return;
@@ -398,7 +472,7 @@ impl<C: Crypto> Node<C> {
         ctx!(self).event(Event::Accused {
             subject,
             accusation: hash,
-            score,
+            score: accusation.score,
             committee: members.len(),
             frame: frame.clone().into(),
         });
@@ -407,8 +481,8 @@ impl<C: Crypto> Node<C> {
             hash,
             Accusing {
                 subject,
-                frame: frame.clone(),
-                evidence: evidence.clone(),
+                frame,
+                evidence,
                 committee,
                 yes: BTreeMap::new(),
                 no_seats: 0,
@@ -418,24 +492,10 @@ impl<C: Crypto> Node<C> {
             },
         );
         if me_sits {
-            // The accuser votes on its own accusation like any member: its
-            // own third-party row decides, not the row it accused with.
-            let have = evidence.iter().map(|(_, m)| Some(m.clone())).collect();
-            self.voting.ballots.insert(
-                hash,
-                Ballot {
-                    accuser: self.me,
-                    accusation,
-                    have,
-                    deadline: window + self.cfg.quorum.vote_timeout_ms,
-                    scoring: false,
-                    missing: 0,
-                    asked: Vec::new(),
-                    asked_until: None,
-                    named_reports: Vec::new(),
-                },
-            );
-            self.request_replay(hash, window);
+            // The accuser votes on its own accusation like any member, with
+            // the view it just scored: its third-party view decides, not
+            // the row it accused with.
+            self.cast(hash, self.me, subject, Verdict::Yes, replayed, own, now_ms);
         }
     }
 
@@ -577,6 +637,7 @@ impl<C: Crypto> Node<C> {
                 asked: Vec::new(),
                 asked_until: None,
                 named_reports: Vec::new(),
+                own_check: false,
             },
         );
         if wanted == 0 {
@@ -871,8 +932,19 @@ impl<C: Crypto> Node<C> {
                 }
             }
         }
+        // A cited report that is not its signer's report of the window
+        // ([`current`]) does not count for its signer's view: this node's
+        // own copy, or the signer's answer, may be. An accuser cites the
+        // latest reports it holds, and a neighbour that floods its links'
+        // report streams crowds out the reports relayed through it, its
+        // neighbours': a 3x forger's or replayer's accusers held only old
+        // ones, every member's views of it were empty rows, and its first
+        // certificate came a minute or more after the attack began.
+        let of_window =
+            |d: &&(NodeId, (u64, u64), Report)| d.0 == subject || current(&d.2, window, interval);
         let signers: BTreeSet<NodeId> = decoded
             .iter()
+            .filter(of_window)
             .chain(&mine)
             .chain(&fetched)
             .map(|d| d.0)
@@ -883,7 +955,7 @@ impl<C: Crypto> Node<C> {
             .filter_map(|r| {
                 let m = self.gossip.message(r)?;
                 let (stamp, report) = decode(&m[1..])?;
-                aligned(&report, window, interval).then_some((
+                current(&report, window, interval).then_some((
                     *r,
                     (stamp.epoch, stamp.sequence),
                     report,
@@ -892,6 +964,7 @@ impl<C: Crypto> Node<C> {
             .collect();
         let all: Vec<&(NodeId, (u64, u64), Report)> = decoded
             .iter()
+            .filter(of_window)
             .chain(&mine)
             .chain(&fetched)
             .chain(&extra)
@@ -1013,6 +1086,17 @@ impl<C: Crypto> Node<C> {
         } else {
             Verdict::OwnViewBelow
         };
+        if ballot.own_check {
+            let Some(ballot) = self.voting.ballots.remove(&accusation) else {
+                return;
+            };
+            if verdict == Verdict::Yes {
+                self.accuse(ballot, replayed, own, now_ms);
+            } else {
+                self.stats.accusations_withheld_own_view += 1;
+            }
+            return;
+        }
         let (accuser, subject) = (ballot.accuser, a.subject);
         self.cast(accusation, accuser, subject, verdict, replayed, own, now_ms);
     }
@@ -1182,10 +1266,17 @@ impl<C: Crypto> Node<C> {
             .ballots
             .iter()
             .filter(|(_, b)| b.deadline <= now_ms)
-            .map(|(h, b)| (*h, b.accuser, b.accusation.subject, b.scoring))
+            .map(|(h, b)| {
+                (
+                    *h,
+                    b.accuser,
+                    b.accusation.subject,
+                    b.scoring || b.own_check,
+                )
+            })
             .collect();
-        for (hash, accuser, subject, scoring) in due {
-            if scoring {
+        for (hash, accuser, subject, unvoted) in due {
+            if unvoted {
                 self.voting.ballots.remove(&hash);
             } else {
                 self.cast(
@@ -1500,6 +1591,87 @@ mod tests {
         }
         // The lossy report is no longer among the kept.
         assert!(!node.degraded_in(end(5)));
+    }
+
+    #[test]
+    fn a_held_report_counts_for_a_window_only_if_no_later_one_ends_in_it() {
+        use crate::telemetry::HostSample;
+        // Five 1 s samples a report, every 5 s; the window ends at 100 s.
+        let ending = |end_ms: u64| Report {
+            start_ms: end_ms - 5_000,
+            sample_ms: 1_000,
+            host: vec![HostSample::default(); 5],
+            neighbours: Vec::new(),
+        };
+        let (window, interval) = (100_000, 5_000);
+        // Ends in the window, or a little after (clocks, phases): both.
+        for end in [95_001, 100_000, 102_500] {
+            assert!(aligned(&ending(end), window, interval), "{end}");
+            assert!(current(&ending(end), window, interval), "{end}");
+        }
+        // Ends up to an interval and a quarter before: a skewed clock's
+        // report of the window.
+        assert!(current(&ending(93_750), window, interval));
+        // Older: a later report ends in the window, so the signer is asked
+        // for it; its own answer may still be this one.
+        for end in [93_749, 90_000] {
+            assert!(aligned(&ending(end), window, interval), "{end}");
+            assert!(!current(&ending(end), window, interval), "{end}");
+        }
+        for end in [89_999, 102_501] {
+            assert!(!aligned(&ending(end), window, interval), "{end}");
+            assert!(!current(&ending(end), window, interval), "{end}");
+        }
+    }
+
+    #[test]
+    fn an_accuser_whose_own_view_falls_short_withholds_the_accusation() {
+        let mut h = voting_mesh(7, 11);
+        h.boot_all(50);
+        run(&mut h, T0 + 10_000, None);
+        // Node 6 sends node 0 alone ten frames a second with broken
+        // signatures: node 0's row of it reaches the threshold on node 0's
+        // own link, but the other reporters' views of it do not.
+        let (odd, target) = (h.ids[6], 0);
+        let mut forged = 0u64;
+        while h.now < T0 + 60_000 {
+            for _ in 0..10 {
+                forged += 1;
+                let stamp = Stamp {
+                    epoch: 1 << 40,
+                    sequence: forged,
+                    issued_at_ms: h.now,
+                };
+                let mut frame = envelope::seal(
+                    &h.identities[6],
+                    h.roster.mesh_id(),
+                    Kind::Telemetry,
+                    stamp,
+                    &[0; 8],
+                )
+                .unwrap();
+                let last = frame.len() - 1;
+                frame[last] ^= 1;
+                h.inject(odd, target, &Message::Report(&frame).encode());
+            }
+            let t = h.now + 1_000;
+            h.run_until(t);
+        }
+        let raised = h.log.iter().any(|(_, i, e)| {
+            *i == target && matches!(e, Event::SuspicionRaised { subject, .. } if *subject == odd)
+        });
+        assert!(raised, "node 0 never suspected node 6");
+        let stats = h.node(target).stats();
+        assert!(stats.accusations_withheld_own_view > 0);
+        // Nothing was signed, sent or voted on.
+        let accused: u64 = (0..7).map(|i| h.node(i).stats().accusations_made).sum();
+        assert_eq!(accused, 0);
+        assert!(
+            !h.log
+                .iter()
+                .any(|(_, _, e)| matches!(e, Event::Accused { .. } | Event::VoteCast { .. }))
+        );
+        assert!(voted(&h).is_empty());
     }
 
     #[test]
