@@ -1188,6 +1188,27 @@ impl Sim {
         }
     }
 
+    /// Node `x`'s attack intensity (0 for an honest node).
+    pub(crate) fn intensity(&self, x: u32) -> f64 {
+        self.slots[x as usize]
+            .attack
+            .as_ref()
+            .map_or(0.0, |a| a.intensity)
+    }
+
+    /// The attack kind of `subject` when `accusation` is the first an honest
+    /// node made of it.
+    fn first_accusation_kind(
+        &self,
+        subject: &NodeId,
+        accusation: &[u8; 32],
+    ) -> Option<&'static str> {
+        let x = self.idx(subject)?;
+        (self.metrics.first_accusation.get(&x) == Some(accusation))
+            .then(|| self.metrics.attackers.get(&x).map(|a| a.0))
+            .flatten()
+    }
+
     /// Records a voted certificate that accuser `i` made against an honest
     /// `subject`: who voted yes, and how many of the subject's neighbours
     /// attack.
@@ -1560,8 +1581,20 @@ impl Sim {
                 self.first_stage(subject, 2);
                 self.false_certificate(i, subject, certificate);
             }
-            Event::Accused { subject, .. } if self.slots[i].attack.is_none() => {
+            Event::Accused {
+                subject,
+                accusation,
+                ..
+            } if self.slots[i].attack.is_none() => {
                 self.first_stage(subject, 1);
+                if let Some(x) = self.idx(subject)
+                    && self.metrics.attackers.contains_key(&x)
+                {
+                    self.metrics
+                        .first_accusation
+                        .entry(x)
+                        .or_insert(*accusation);
+                }
             }
             Event::SuspicionRaised { subject, .. } if self.slots[i].attack.is_none() => {
                 self.first_stage(subject, 0);
@@ -1657,10 +1690,32 @@ impl Sim {
                     self.metrics.degraded_accusations.0 += 1;
                 }
             }
-            Event::VoteCast { verdict, .. } => {
+            Event::VoteCast {
+                verdict,
+                subject,
+                accusation,
+                ..
+            } => {
                 *self.metrics.votes.entry(verdict.name()).or_default() += 1;
+                if self.slots[i].attack.is_none()
+                    && let Some(kind) = self.first_accusation_kind(&subject, &accusation)
+                {
+                    let e = self.metrics.first_votes.entry(kind).or_default();
+                    *e.0.entry(verdict.name()).or_default() += 1;
+                }
             }
-            Event::AccusationClosed { certified, .. } => {
+            Event::AccusationClosed {
+                certified,
+                subject,
+                accusation,
+                seats,
+            } => {
+                if let Some(kind) = self.first_accusation_kind(&subject, &accusation) {
+                    let e = &mut self.metrics.first_votes.entry(kind).or_default().1;
+                    e[0] += seats.0;
+                    e[1] += seats.1;
+                    e[2] += seats.2;
+                }
                 self.metrics.accusations.1 += u64::from(certified);
                 if self.slots[i].degraded_from.is_some() {
                     self.metrics.degraded_accusations.1 += u64::from(certified);

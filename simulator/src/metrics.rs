@@ -111,6 +111,11 @@ pub struct Metrics {
     /// Per attacker: when an honest node first raised suspicion of it, first
     /// accused it, and a voted certificate against it was first made, µs.
     pub(crate) stages: BTreeMap<u32, [Option<u64>; 3]>,
+    /// Per attacker: the first accusation of it by an honest node.
+    pub(crate) first_accusation: BTreeMap<u32, [u8; 32]>,
+    /// Per attack kind: honest members' verdicts on those first
+    /// accusations, and their seats (yes, no, all) when they closed.
+    pub(crate) first_votes: BTreeMap<&'static str, (BTreeMap<&'static str, u64>, [u64; 3])>,
     /// Each second, for each framing or sybil victim under attack: the
     /// share of its neighbours that attack it.
     pub(crate) victim_share: Vec<f64>,
@@ -120,6 +125,9 @@ pub struct Metrics {
     /// made them.
     pub(crate) false_certificates: Vec<FalseCertificate>,
 }
+
+/// One attacker's index, kind, and (time to quarantine, spread) in ms.
+pub(crate) type Quarantine = (u32, &'static str, Option<(u64, u64)>);
 
 /// A voted certificate against an honest node: who accused, and who voted
 /// yes (so a report can tell framers' votes from honest voters' views).
@@ -200,20 +208,19 @@ impl Metrics {
             degraded: BTreeSet::new(),
             victim_share: Vec::new(),
             stages: BTreeMap::new(),
+            first_accusation: BTreeMap::new(),
+            first_votes: BTreeMap::new(),
             quarantined_case: BTreeMap::new(),
             votes: BTreeMap::new(),
             false_certificates: Vec::new(),
         }
     }
 
-    /// For each attacker, (kind, ms from its attack start until 99% of the
-    /// honest nodes live then and at the end held a certificate about it,
-    /// if within the run, and ms from the first node holding one until
-    /// then). Attackers whose attack had not started are left out.
-    pub(crate) fn time_to_quarantine(
-        &self,
-        end_us: u64,
-    ) -> Vec<(&'static str, Option<(u64, u64)>)> {
+    /// For each attacker, (index, kind, ms from its attack start until 99%
+    /// of the honest nodes live then and at the end held a certificate
+    /// about it, if within the run, and ms from the first node holding one
+    /// until then). Attackers whose attack had not started are left out.
+    pub(crate) fn time_to_quarantine(&self, end_us: u64) -> Vec<Quarantine> {
         let empty = BTreeMap::new();
         self.attackers
             .iter()
@@ -238,6 +245,7 @@ impl Metrics {
                 let at = (need > 0).then(|| times.get(need - 1).copied()).flatten();
                 let first = held.values().min().map(|t| t.saturating_sub(start) / 1000);
                 (
+                    x,
                     kind,
                     at.map(|at| (at, at.saturating_sub(first.unwrap_or(at)))),
                 )

@@ -132,6 +132,9 @@ pub struct Quorum {
     /// at ≥ 99% of the honest nodes live at the end, and the time from
     /// attack start to that, ms.
     pub by_kind: BTreeMap<&'static str, QuarantineTimes>,
+    /// Each attacker whose attack started: its stages and time to
+    /// quarantine (what sets a kind's p95).
+    pub attackers: Vec<AttackerTimes>,
     /// Honest nodes (never attacking, never equivocating) that some node
     /// held a certificate against (must be 0).
     pub honest_quarantined: usize,
@@ -178,6 +181,24 @@ pub struct DegradedHosts {
     pub quarantined: usize,
 }
 
+/// One attacker's way to quarantine.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackerTimes {
+    /// Its node index.
+    pub node: u32,
+    /// Its kind.
+    pub kind: &'static str,
+    /// Its intensity.
+    pub intensity: f64,
+    /// When its attack started, s.
+    pub start_s: f64,
+    /// Attack start → first honest raise, first honest accusation, first
+    /// voted certificate, ms.
+    pub stages_ms: [Option<f64>; 3],
+    /// Attack start → a certificate at 99% of honest nodes, ms.
+    pub quarantined_ms: Option<f64>,
+}
+
 /// Time to quarantine for one attack kind.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct QuarantineTimes {
@@ -194,6 +215,11 @@ pub struct QuarantineTimes {
     /// The first node holding a certificate → 99% holding one, ms (how
     /// long a certificate takes to spread).
     pub spread_ms: Dist,
+    /// Honest members' verdicts on each attacker's first accusation by an
+    /// honest node (why a first vote fell short).
+    pub first_votes: BTreeMap<&'static str, u64>,
+    /// Committee seats of those accusations when they closed: yes, no, all.
+    pub first_seats: [u64; 3],
 }
 
 /// Recovery after a scheduled action.
@@ -351,7 +377,22 @@ fn quorum(sim: &Sim) -> Option<Quorum> {
             }
         }
     }
-    for (kind, t) in m.time_to_quarantine(sim.now) {
+    let mut attackers = Vec::new();
+    for (x, kind, t) in m.time_to_quarantine(sim.now) {
+        let start = m.attackers.get(&x).map_or(0, |a| a.1);
+        attackers.push(AttackerTimes {
+            node: x,
+            kind,
+            intensity: sim.intensity(x),
+            start_s: start as f64 / 1e6,
+            stages_ms: m
+                .stages
+                .get(&x)
+                .copied()
+                .unwrap_or_default()
+                .map(|at| at.map(|at| at.saturating_sub(start) as f64 / 1000.0)),
+            quarantined_ms: t.map(|(ms, _)| ms as f64),
+        });
         let e = by_kind.entry(kind).or_default();
         e.0.attackers += 1;
         if let Some((ms, spread)) = t {
@@ -370,9 +411,14 @@ fn quorum(sim: &Sim) -> Option<Quorum> {
                 if let Some(st) = stages.remove(k) {
                     q.stages_p50_ms = st.map(|v| (!v.is_empty()).then(|| Dist::of(v).p50));
                 }
+                if let Some((votes, seats)) = m.first_votes.get(k) {
+                    q.first_votes.clone_from(votes);
+                    q.first_seats = *seats;
+                }
                 (k, q)
             })
             .collect(),
+        attackers,
         honest_quarantined: m
             .honest_quarantined
             .iter()
@@ -676,6 +722,19 @@ impl RunReport {
                     t.spread_ms.p50,
                     t.spread_ms.max
                 );
+            }
+            let _ = writeln!(
+                s,
+                "\n| first accusation of each attacker | honest members' verdicts | seats yes / no / all |\n|---|---|---|"
+            );
+            for (kind, t) in &q.by_kind {
+                let votes: Vec<String> = t
+                    .first_votes
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                let [y, n, all] = t.first_seats;
+                let _ = writeln!(s, "| {kind} | {} | {y} / {n} / {all} |", votes.join(", "));
             }
             let votes: Vec<String> = q.votes.iter().map(|(k, v)| format!("{k} {v}")).collect();
             let _ = writeln!(
