@@ -556,19 +556,46 @@ impl Certificate {
         self.order_key() < other.order_key()
     }
 
-    fn order_key(&self) -> (u8, u64, u64, [&[u8]; 2]) {
+    /// (kind, epoch, sequence, SHA-256 of the frames that tell two
+    /// certificates of one fault apart).
+    fn order_key(&self) -> (u8, u64, u64, [u8; 32]) {
+        let hash = |frames: [&[u8]; 2]| {
+            let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+            for f in frames {
+                ctx.update(&(f.len() as u64).to_be_bytes());
+                ctx.update(f);
+            }
+            let mut out = [0u8; 32];
+            out.copy_from_slice(ctx.finish().as_ref());
+            out
+        };
         match &self.reason {
             Reason::Evidence(e) => {
                 let sequence =
                     envelope::peek_header(&e.frames[0]).map_or(u64::MAX, |h| h.stamp.sequence);
-                (1, self.epoch, sequence, e.frames())
+                (1, self.epoch, sequence, hash(e.frames()))
             }
             Reason::Votes(v) => {
                 let sequence = self.voted_position().map_or(u64::MAX, |p| p.1);
                 let first = v.votes().next().unwrap_or(&[]);
-                (2, self.epoch, sequence, [v.accusation(), first])
+                (2, self.epoch, sequence, hash([v.accusation(), first]))
             }
         }
+    }
+
+    /// Where this certificate stands among those of the same fault (same
+    /// position): its kind, then the first 7 bytes of the hash that
+    /// [`Self::precedes`] orders by. Offers carry it
+    /// ([`crate::message::Offer`]), so that a node holding one of two
+    /// certificates of one fault (two accusers certified the same window
+    /// at once) fetches the other only if it comes first.
+    #[must_use]
+    pub fn rank(&self) -> [u8; 8] {
+        let (kind, _, _, hash) = self.order_key();
+        let mut out = [0u8; 8];
+        out[0] = kind;
+        out[1..].copy_from_slice(&hash[..7]);
+        out
     }
 
     /// The (epoch, sequence) of the fault, read from the unverified
@@ -754,12 +781,19 @@ impl Quarantine {
 
     /// Whether a certificate about `subject` proving a fault at `position`,
     /// offered by a neighbour, would change anything here (judged on the
-    /// position alone, before fetching it).
+    /// position alone, before fetching it; at the held certificate's own
+    /// position, on the offer's [`Certificate::rank`]).
     #[must_use]
-    pub fn wants(&self, subject: &NodeId, position: (u64, u64), now_ms: u64) -> bool {
+    pub fn wants(
+        &self,
+        subject: &NodeId,
+        position: (u64, u64),
+        rank: [u8; 8],
+        now_ms: u64,
+    ) -> bool {
         if let Some(e) = self.entries.get(subject).filter(|e| e.until_ms > now_ms) {
             return e.replacements < MAX_REPLACEMENTS
-                && position < (e.proven.epoch, e.proven.sequence);
+                && (position, rank) < ((e.proven.epoch, e.proven.sequence), e.certificate.rank());
         }
         self.ended.get(subject) != Some(&position)
     }
@@ -1162,6 +1196,43 @@ mod tests {
             q.recognise(&cert_at(&ids[1], &roster, (1, 0)), 1),
             Some(Admitted::Known)
         );
+    }
+
+    #[test]
+    fn an_offer_of_another_certificate_of_the_same_fault_is_wanted_only_if_it_comes_first() {
+        let (ids, roster) = setup(4);
+        let policy = QuarantinePolicy::default();
+        let signed =
+            |content: &[u8]| seal(&ids[0], &roster, Kind::Telemetry, stamp(5, 2, 1), content);
+        let (a, b, c) = (signed(b"a"), signed(b"b"), signed(b"c"));
+        let certify = |x: &[u8], y: &[u8]| {
+            let e = Evidence::equivocation(&roster, x, y).unwrap();
+            Certificate::from_evidence(&roster, &policy, e).unwrap()
+        };
+        let (one, other) = (certify(&a, &b), certify(&a, &c));
+        assert_eq!(one.position(), other.position());
+        let (first, second) = if one.precedes(&other) {
+            (one, other)
+        } else {
+            (other, one)
+        };
+        assert!(!second.precedes(&first));
+        assert!(first.rank() < second.rank());
+        let subject = ids[0].id();
+        let position = first.position().unwrap();
+        // Holding the second, a node wants the first when offered it, and
+        // replaces; holding the first, it does not want the second.
+        let mut q = Quarantine::new();
+        q.admit(&roster, &policy, second.clone(), 10).unwrap();
+        assert!(!q.wants(&subject, position, second.rank(), 11));
+        assert!(q.wants(&subject, position, first.rank(), 11));
+        assert_eq!(
+            q.admit(&roster, &policy, first.clone(), 12).unwrap(),
+            Admitted::Replaced
+        );
+        assert!(!q.wants(&subject, position, first.rank(), 13));
+        assert!(!q.wants(&subject, position, second.rank(), 13));
+        assert_eq!(q.get(&subject).unwrap().certificate, first);
     }
 
     #[test]

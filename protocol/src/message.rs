@@ -46,6 +46,21 @@ pub struct DigestEntry {
     pub sequence: u64,
 }
 
+/// A certificate offer entry: the subject, the (epoch, sequence) of the
+/// fault certified, and the certificate's
+/// [`crate::evidence::Certificate::rank`] among certificates of that fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    /// Whom the certificate quarantines.
+    pub subject: NodeId,
+    /// The fault's epoch.
+    pub epoch: u64,
+    /// The fault's sequence.
+    pub sequence: u64,
+    /// Its rank among the certificates of one fault.
+    pub rank: [u8; 8],
+}
+
 /// One link message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -124,12 +139,13 @@ pub enum Message<'a> {
     /// An encoded quarantine certificate ([`crate::evidence::Certificate`]),
     /// flooded to every member; verify it before acting on it.
     Certificate(&'a [u8]),
-    /// "These are the quarantines I hold: subject and the (epoch, sequence)
-    /// of the fault certified." Sent to a new neighbour instead of the
-    /// certificates themselves; it asks for the ones it lacks.
+    /// "These are the quarantines I hold: subject, the (epoch, sequence)
+    /// of the fault certified and the certificate's rank." Sent to a new
+    /// neighbour instead of the certificates themselves; it asks for the
+    /// ones it lacks.
     Quarantines {
-        /// One entry per subject (`origin` is the subject).
-        entries: Vec<DigestEntry>,
+        /// One entry per subject.
+        entries: Vec<Offer>,
     },
     /// "Send me your certificates about these subjects" (answering
     /// [`Message::Quarantines`]; only subjects offered are sent, once).
@@ -281,6 +297,27 @@ fn read_entries(
         .collect()
 }
 
+fn read_offers(r: &mut Reader<'_>) -> Result<Vec<Offer>, InvalidMessage> {
+    let n = usize::from(r.u8()?);
+    if n > MAX_DIGEST {
+        return Err(InvalidMessage::Oversize {
+            what: "quarantines.entries",
+            len: n,
+            limit: MAX_DIGEST,
+        });
+    }
+    (0..n)
+        .map(|_| {
+            Ok(Offer {
+                subject: NodeId(r.array()?),
+                epoch: r.u64()?,
+                sequence: r.u64()?,
+                rank: r.array()?,
+            })
+        })
+        .collect()
+}
+
 /// Whether a link message is quarantine traffic: accusations, evidence,
 /// votes, certificates and their offers. It comes in bursts when the mesh
 /// votes (a voted certificate is up to half a megabyte), so hosts leave it
@@ -400,12 +437,18 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(&sequence.to_be_bytes());
                 out.extend_from_slice(digest);
             }
-            Message::Digest { entries } | Message::Quarantines { entries } => {
-                out.push(if matches!(self, Message::Digest { .. }) {
-                    TAG_DIGEST
-                } else {
-                    TAG_QUARANTINES
-                });
+            Message::Quarantines { entries } => {
+                out.push(TAG_QUARANTINES);
+                out.push(u8::try_from(entries.len()).unwrap_or(u8::MAX));
+                for e in entries {
+                    out.extend_from_slice(&e.subject.0);
+                    out.extend_from_slice(&e.epoch.to_be_bytes());
+                    out.extend_from_slice(&e.sequence.to_be_bytes());
+                    out.extend_from_slice(&e.rank);
+                }
+            }
+            Message::Digest { entries } => {
+                out.push(TAG_DIGEST);
                 out.push(u8::try_from(entries.len()).unwrap_or(u8::MAX));
                 for e in entries {
                     out.extend_from_slice(&e.origin.0);
@@ -513,7 +556,7 @@ impl<'a> Message<'a> {
                 entries: read_entries(&mut r, "digest.entries")?,
             },
             TAG_QUARANTINES => Message::Quarantines {
-                entries: read_entries(&mut r, "quarantines.entries")?,
+                entries: read_offers(&mut r)?,
             },
             TAG_WANTED => Message::Wanted {
                 subjects: read_ids(&mut r, "wanted.subjects")?,
@@ -601,10 +644,11 @@ mod tests {
                 digest: [7; SEEN_DIGEST_LEN],
             },
             Message::Quarantines {
-                entries: vec![DigestEntry {
-                    origin: a,
+                entries: vec![Offer {
+                    subject: a,
                     epoch: 6,
                     sequence: 7,
+                    rank: [2, 1, 2, 3, 4, 5, 6, 7],
                 }],
             },
             Message::Wanted {

@@ -545,14 +545,15 @@ impl Ctx<'_> {
     /// when a certificate was flooded learns it from its first neighbours;
     /// it asks for the ones it lacks ([`Message::Wanted`]).
     pub(crate) fn share_certificates(&mut self, to: NodeId) {
-        let entries: Vec<crate::message::DigestEntry> = self
+        let entries: Vec<crate::message::Offer> = self
             .held
             .iter()
             .filter(|(subject, _)| **subject != to)
-            .map(|(subject, h)| crate::message::DigestEntry {
-                origin: *subject,
+            .map(|(subject, h)| crate::message::Offer {
+                subject: *subject,
                 epoch: h.position.0,
                 sequence: h.position.1,
+                rank: h.rank,
             })
             .collect();
         if entries.is_empty() {
@@ -565,7 +566,7 @@ impl Ctx<'_> {
             }
         }
         self.offered
-            .insert(to, entries.iter().map(|e| e.origin).collect());
+            .insert(to, entries.iter().map(|e| e.subject).collect());
         for chunk in entries.chunks(crate::message::MAX_DIGEST) {
             self.send(
                 to,
@@ -707,6 +708,8 @@ pub struct Node<C: Crypto> {
 pub(crate) struct Held {
     /// (epoch, sequence) of the fault it proves.
     position: (u64, u64),
+    /// Its [`Certificate::rank`] among certificates of that fault.
+    rank: [u8; 8],
     /// The link message.
     message: Arc<[u8]>,
 }
@@ -1036,12 +1039,15 @@ impl<C: Crypto> Node<C> {
                 let wanted: Vec<NodeId> = entries
                     .iter()
                     .filter(|e| {
-                        e.origin != self.me
-                            && self
-                                .quarantine
-                                .wants(&e.origin, (e.epoch, e.sequence), now_ms)
+                        e.subject != self.me
+                            && self.quarantine.wants(
+                                &e.subject,
+                                (e.epoch, e.sequence),
+                                e.rank,
+                                now_ms,
+                            )
                     })
-                    .map(|e| e.origin)
+                    .map(|e| e.subject)
                     .collect();
                 for chunk in wanted.chunks(crate::message::MAX_SHUFFLE) {
                     ctx.send(
@@ -1128,6 +1134,7 @@ impl<C: Crypto> Node<C> {
     ) {
         let (subject, fault) = (proven.subject, proven.fault);
         let position = (proven.epoch, proven.sequence);
+        let rank = cert.rank();
         let admitted = self.quarantine.insert_verified(
             &self.roster,
             &self.cfg.quarantine,
@@ -1143,6 +1150,7 @@ impl<C: Crypto> Node<C> {
             subject,
             Held {
                 position,
+                rank,
                 message: message.clone(),
             },
         );
@@ -1171,10 +1179,11 @@ impl<C: Crypto> Node<C> {
                 ctx.send(
                     q,
                     &Message::Quarantines {
-                        entries: vec![crate::message::DigestEntry {
-                            origin: subject,
+                        entries: vec![crate::message::Offer {
+                            subject,
                             epoch: position.0,
                             sequence: position.1,
+                            rank,
                         }],
                     },
                 );
@@ -1232,6 +1241,7 @@ impl<C: Crypto> Node<C> {
         let cert = Certificate::decode_shared(&message, 1).map_err(Error::from)?;
         let proven = cert.verify_by(&self.roster, &self.cfg.quarantine, &mut self.crypto)?;
         let (subject, position) = (proven.subject, (proven.epoch, proven.sequence));
+        let rank = cert.rank();
         let admitted = self.quarantine.insert_at(
             &self.roster,
             &self.cfg.quarantine,
@@ -1244,7 +1254,14 @@ impl<C: Crypto> Node<C> {
             admitted,
             Admitted::Enforced | Admitted::OverCap | Admitted::Replaced
         ) {
-            self.held.insert(subject, Held { position, message });
+            self.held.insert(
+                subject,
+                Held {
+                    position,
+                    rank,
+                    message,
+                },
+            );
         }
         if admitted == Admitted::Enforced {
             self.enforce(subject);
