@@ -149,6 +149,13 @@ pub struct DetectionStatus {
     pub highest_score: f32,
     /// Whom that score was about (hex id).
     pub highest_subject: Option<String>,
+    /// Accusations not made since start because this sentinel's own links
+    /// were failing probes (its host, not the subject, looked at fault).
+    pub accusations_withheld_degraded: u64,
+    /// Accusations not made since start because this sentinel's own view
+    /// of the subject, scored as a committee member would, fell short (it
+    /// tries again from its next window).
+    pub accusations_withheld_own_view: u64,
 }
 
 /// What the sentinel knows of its guarded node's metrics endpoint.
@@ -1440,6 +1447,8 @@ impl Driver<'_> {
                     .filter(|(_, s)| s.raised)
                     .map(|(id, _)| id.to_hex())
                     .collect(),
+                accusations_withheld_degraded: stats.accusations_withheld_degraded,
+                accusations_withheld_own_view: stats.accusations_withheld_own_view,
                 ..self.detection.clone()
             },
         };

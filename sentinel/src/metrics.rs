@@ -58,6 +58,7 @@ pub struct Metrics {
     health: Gauge,
     epoch: Gauge,
     invalid: Gauge,
+    withheld: Family<Reason, Gauge>,
     rate_limited: Gauge,
     tcp_established: Gauge,
     guarded_up: Gauge,
@@ -193,6 +194,11 @@ impl Metrics {
                 "Invalid or malformed messages received since start",
                 Gauge::default()
             ),
+            withheld: reg!(
+                "accusations_withheld",
+                "Accusations not made since start, by reason: degraded (own links failing probes) or own_view (own view of the subject below the vote threshold)",
+                Family::<Reason, Gauge>::default()
+            ),
             rate_limited: reg!(
                 "rate_limited_messages",
                 "Messages dropped by per-peer rate limits since start",
@@ -239,6 +245,12 @@ impl Metrics {
         self.health.set(i64::from(s.health));
         self.epoch.set(u(s.epoch));
         self.invalid.set(u(s.invalid_messages));
+        for (reason, n) in [
+            ("degraded", s.detection.accusations_withheld_degraded),
+            ("own_view", s.detection.accusations_withheld_own_view),
+        ] {
+            self.withheld.get_or_create(&Reason { reason }).set(u(n));
+        }
         self.rate_limited.set(u(rate_limited));
         self.tcp_established.set(u(s.host.tcp_established));
         self.quarantined.set(g(s.quarantined.len()));

@@ -70,11 +70,18 @@ fn sentinels_score_their_neighbours_and_export_what_they_stored() {
         .and_then(|l| l.split_whitespace().last()?.parse().ok())
         .unwrap_or(0.0);
     assert!(scored >= 2.0, "{metrics}");
+    // Honest neighbours: no accusation was even considered.
+    for reason in ["degraded", "own_view"] {
+        let line = format!("sentinel_accusations_withheld{{reason=\"{reason}\"}} 0");
+        assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
+    }
     // The status sums up the same scoring (what `devnet --seconds` prints).
     let status = api(&rt, &nodes[0], "/v1/status").unwrap();
     let d = &status["detection"];
     assert!(d["rows_scored"].as_f64().unwrap() >= scored, "{d}");
     assert_eq!(d["suspicions_raised"], 0, "{d}");
+    assert_eq!(d["accusations_withheld_degraded"], 0, "{d}");
+    assert_eq!(d["accusations_withheld_own_view"], 0, "{d}");
     assert_eq!(d["locally_suspected"], serde_json::json!([]), "{d}");
     let highest = d["highest_score"].as_f64().unwrap();
     assert!((0.0..0.9).contains(&highest), "{d}");
