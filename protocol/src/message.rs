@@ -262,60 +262,50 @@ fn read_bool(r: &mut Reader<'_>, what: &'static str) -> Result<bool, InvalidMess
     }
 }
 
-fn read_ids(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<NodeId>, InvalidMessage> {
+/// A list of at most `limit` items behind a one-byte count.
+fn read_list<T>(
+    r: &mut Reader<'_>,
+    what: &'static str,
+    limit: usize,
+    mut item: impl FnMut(&mut Reader<'_>) -> Result<T, InvalidMessage>,
+) -> Result<Vec<T>, InvalidMessage> {
     let n = usize::from(r.u8()?);
-    if n > MAX_SHUFFLE {
+    if n > limit {
         return Err(InvalidMessage::Oversize {
             what,
             len: n,
-            limit: MAX_SHUFFLE,
+            limit,
         });
     }
-    (0..n).map(|_| Ok(NodeId(r.array()?))).collect()
+    (0..n).map(|_| item(r)).collect()
+}
+
+fn read_ids(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<NodeId>, InvalidMessage> {
+    read_list(r, what, MAX_SHUFFLE, |r| Ok(NodeId(r.array()?)))
 }
 
 fn read_entries(
     r: &mut Reader<'_>,
     what: &'static str,
 ) -> Result<Vec<DigestEntry>, InvalidMessage> {
-    let n = usize::from(r.u8()?);
-    if n > MAX_DIGEST {
-        return Err(InvalidMessage::Oversize {
-            what,
-            len: n,
-            limit: MAX_DIGEST,
-        });
-    }
-    (0..n)
-        .map(|_| {
-            Ok(DigestEntry {
-                origin: NodeId(r.array()?),
-                epoch: r.u64()?,
-                sequence: r.u64()?,
-            })
+    read_list(r, what, MAX_DIGEST, |r| {
+        Ok(DigestEntry {
+            origin: NodeId(r.array()?),
+            epoch: r.u64()?,
+            sequence: r.u64()?,
         })
-        .collect()
+    })
 }
 
 fn read_offers(r: &mut Reader<'_>) -> Result<Vec<Offer>, InvalidMessage> {
-    let n = usize::from(r.u8()?);
-    if n > MAX_DIGEST {
-        return Err(InvalidMessage::Oversize {
-            what: "quarantines.entries",
-            len: n,
-            limit: MAX_DIGEST,
-        });
-    }
-    (0..n)
-        .map(|_| {
-            Ok(Offer {
-                subject: NodeId(r.array()?),
-                epoch: r.u64()?,
-                sequence: r.u64()?,
-                rank: r.array()?,
-            })
+    read_list(r, "quarantines.entries", MAX_DIGEST, |r| {
+        Ok(Offer {
+            subject: NodeId(r.array()?),
+            epoch: r.u64()?,
+            sequence: r.u64()?,
+            rank: r.array()?,
         })
-        .collect()
+    })
 }
 
 /// Whether a link message is quarantine traffic: accusations, evidence,
