@@ -1594,6 +1594,48 @@ mod tests {
     }
 
     #[test]
+    fn quarantine_traffic_is_left_out_of_the_links_counters() {
+        // Node 1 sends node 0 thirty messages a second for ten seconds:
+        // pings, or certificate requests (quarantine traffic).
+        let received = |quarantine: bool| {
+            let mut h = voting_mesh(3, 5);
+            h.boot_all(50);
+            run(&mut h, T0 + 10_000, None);
+            let message = if quarantine {
+                Message::Wanted {
+                    subjects: vec![h.ids[2]],
+                }
+            } else {
+                Message::Ping { nonce: 7 }
+            }
+            .encode();
+            while h.now < T0 + 20_000 {
+                for _ in 0..3 {
+                    h.inject(h.ids[1], 0, &message);
+                }
+                let t = h.now + 100;
+                h.run_until(t);
+            }
+            let (_, report) = h.node(0).report_contents(&h.ids[0]).unwrap();
+            let link = report
+                .neighbours
+                .iter()
+                .find(|o| o.neighbour == h.ids[1])
+                .expect("node 0 observes node 1");
+            link.samples
+                .iter()
+                .map(|s| (u32::from(s.messages_in), s.bytes_in, s.rate_limited))
+                .fold((0, 0, 0), |a, s| (a.0 + s.0, a.1 + s.1, a.2 + s.2))
+        };
+        let (pings, quarantine) = (received(false), received(true));
+        assert_eq!((pings.2, quarantine.2), (0, 0), "{pings:?} {quarantine:?}");
+        // Five seconds of the report: 150 pings more than the link's own
+        // traffic, and no certificate request.
+        assert!(pings.0 >= quarantine.0 + 140, "{pings:?} {quarantine:?}");
+        assert!(quarantine.0 < 60, "{quarantine:?}");
+    }
+
+    #[test]
     fn a_held_report_counts_for_a_window_only_if_no_later_one_ends_in_it() {
         use crate::telemetry::HostSample;
         // Five 1 s samples a report, every 5 s; the window ends at 100 s.
