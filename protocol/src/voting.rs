@@ -166,6 +166,30 @@ struct Ballot {
     own_check: bool,
 }
 
+impl Ballot {
+    /// A ballot with nothing scored or asked for yet.
+    fn open(
+        accuser: NodeId,
+        accusation: Accusation,
+        have: Vec<Option<Arc<[u8]>>>,
+        deadline: u64,
+        own_check: bool,
+    ) -> Self {
+        Self {
+            accuser,
+            accusation,
+            have,
+            deadline,
+            scoring: false,
+            missing: 0,
+            asked: Vec::new(),
+            asked_until: None,
+            named_reports: Vec::new(),
+            own_check,
+        }
+    }
+}
+
 /// Voting state of a node.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Voting {
@@ -416,18 +440,13 @@ impl<C: Crypto> Node<C> {
         let have = basis.evidence.iter().map(|m| Some(m.clone())).collect();
         self.voting.ballots.insert(
             key,
-            Ballot {
-                accuser: self.me,
+            Ballot::open(
+                self.me,
                 accusation,
                 have,
-                deadline: window + self.cfg.quorum.vote_timeout_ms,
-                scoring: false,
-                missing: 0,
-                asked: Vec::new(),
-                asked_until: None,
-                named_reports: Vec::new(),
-                own_check: true,
-            },
+                window + self.cfg.quorum.vote_timeout_ms,
+                true,
+            ),
         );
         self.request_replay(key, window);
     }
@@ -627,18 +646,7 @@ impl<C: Crypto> Node<C> {
         self.stats.ballots_opened += 1;
         self.voting.ballots.insert(
             hash,
-            Ballot {
-                accuser: from,
-                accusation: a,
-                have,
-                deadline: now_ms + q.vote_timeout_ms,
-                scoring: false,
-                missing: 0,
-                asked: Vec::new(),
-                asked_until: None,
-                named_reports: Vec::new(),
-                own_check: false,
-            },
+            Ballot::open(from, a, have, now_ms + q.vote_timeout_ms, false),
         );
         if wanted == 0 {
             self.request_replay(hash, now_ms);
