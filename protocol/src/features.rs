@@ -670,6 +670,7 @@ mod tests {
                     neighbour: *n,
                     claimed_epoch: 1,
                     claimed_sequence: 1,
+                    relays: Default::default(),
                     samples: vec![sample(*m, *inv, 40); 5],
                 })
                 .collect(),

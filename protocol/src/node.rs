@@ -1408,15 +1408,19 @@ impl<C: Crypto> Node<C> {
         observed.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
         observed.truncate(MAX_NEIGHBOURS);
         observed.sort_by_key(|o| o.2);
+        // Each neighbour's relay check goes into the report as this node's
+        // own scoring reads it, so members replay it from signed bytes.
+        self.gossip.settle(now_ms);
+        let gossip = &mut self.gossip;
         let neighbours = observed
             .into_iter()
             .map(|(_, _, neighbour, samples)| {
-                let (claimed_epoch, claimed_sequence) =
-                    self.gossip.latest(&neighbour).unwrap_or((0, 0));
+                let (claimed_epoch, claimed_sequence) = gossip.latest(&neighbour).unwrap_or((0, 0));
                 Observation {
                     neighbour,
                     claimed_epoch,
                     claimed_sequence,
+                    relays: gossip.take_relays(&neighbour, now_ms),
                     samples,
                 }
             })

@@ -7,7 +7,9 @@
 //!   ([`Observation`]): traffic, invalid/malformed/duplicate/rate-limited
 //!   messages, probes and their round-trip time, and which of the neighbour's
 //!   own signed reports it last held — the neighbour's claims, against which
-//!   the observations can be checked.
+//!   the observations can be checked — and the signer's check of the
+//!   neighbour's relays ([`Relays`]), so that committee members replay it
+//!   from the signed report rather than take the accuser's word.
 //!
 //! Sampling at 1 s but signing every few seconds is the bandwidth decision
 //! recorded in `ARCHITECTURE.md`: the 3.3 KB ML-DSA signature dominates a
@@ -21,10 +23,13 @@
 
 use crate::codec::{Codec, Reader};
 use crate::error::InvalidMessage;
+use crate::features::Relays;
 use crate::identity::NodeId;
 
-/// The report format this implementation writes and reads.
-pub const REPORT_FORMAT: u8 = 1;
+/// The report format this implementation writes and reads (2 added each
+/// observation's relay check; format 1 is refused, since a report must
+/// re-encode to the bytes that were signed).
+pub const REPORT_FORMAT: u8 = 2;
 /// At most this many samples per report.
 pub const MAX_SAMPLES: usize = 60;
 /// At most this many observed neighbours per report.
@@ -92,6 +97,11 @@ pub struct Observation {
     pub claimed_epoch: u64,
     /// Sequence of that report.
     pub claimed_sequence: u64,
+    /// The signer's check of the neighbour's relays over its last
+    /// [`crate::features::RELAY_HISTORY`] checked reports, as the signer's
+    /// own scoring reads it (`relay_withheld`); `missing` is at most
+    /// `claimed`.
+    pub relays: Relays,
     /// One sample per report sample.
     pub samples: Vec<LinkSample>,
 }
@@ -117,7 +127,7 @@ impl Report {
     pub const fn encoded_len(samples: usize, neighbours: usize) -> usize {
         HEAD_LEN
             + samples * HOST_SAMPLE_LEN
-            + neighbours * (NodeId::LEN + 16 + samples * LINK_SAMPLE_LEN)
+            + neighbours * (NodeId::LEN + 16 + RELAYS_LEN + samples * LINK_SAMPLE_LEN)
     }
 
     /// The neighbours the report describes, in ascending order.
@@ -129,6 +139,7 @@ impl Report {
 const HEAD_LEN: usize = 1 + 8 + 4 + 1 + 1;
 const HOST_SAMPLE_LEN: usize = 16;
 const LINK_SAMPLE_LEN: usize = 24;
+const RELAYS_LEN: usize = 4;
 
 impl HostSample {
     fn encode(&self, out: &mut Vec<u8>) {
@@ -202,6 +213,8 @@ impl Codec for Report {
             out.extend_from_slice(&o.neighbour.0);
             out.extend_from_slice(&o.claimed_epoch.to_be_bytes());
             out.extend_from_slice(&o.claimed_sequence.to_be_bytes());
+            out.extend_from_slice(&o.relays.claimed.to_be_bytes());
+            out.extend_from_slice(&o.relays.missing.to_be_bytes());
             for s in &o.samples {
                 s.encode(out);
             }
@@ -261,6 +274,16 @@ impl Codec for Report {
             }
             let claimed_epoch = r.u64()?;
             let claimed_sequence = r.u64()?;
+            let relays = Relays {
+                claimed: r.u16()?,
+                missing: r.u16()?,
+            };
+            if relays.missing > relays.claimed {
+                return Err(InvalidMessage::InvalidField {
+                    field: "report.relays",
+                    reason: "more relays missing than checked",
+                });
+            }
             let samples = (0..samples)
                 .map(|_| LinkSample::read(r))
                 .collect::<Result<Vec<_>, _>>()?;
@@ -268,6 +291,7 @@ impl Codec for Report {
                 neighbour,
                 claimed_epoch,
                 claimed_sequence,
+                relays,
                 samples,
             });
         }
@@ -306,6 +330,10 @@ mod tests {
                     neighbour: NodeId([i; 32]),
                     claimed_epoch: 1,
                     claimed_sequence: u64::from(i),
+                    relays: Relays {
+                        claimed: 6,
+                        missing: u16::from(i % 3),
+                    },
                     samples: vec![
                         LinkSample {
                             messages_in: 7,
@@ -326,7 +354,35 @@ mod tests {
         assert_eq!(bytes.len(), Report::encoded_len(5, 5));
         assert_eq!(Report::decode_exact(&bytes).unwrap(), r);
         // The figure ARCHITECTURE.md's budget uses.
-        assert_eq!(Report::encoded_len(5, 5), 935);
+        assert_eq!(Report::encoded_len(5, 5), 955);
+    }
+
+    #[test]
+    fn rejects_more_relays_missing_than_checked_and_unknown_formats() {
+        let mut r = report(2, 2);
+        r.neighbours[1].relays = Relays {
+            claimed: 2,
+            missing: 3,
+        };
+        assert!(matches!(
+            Report::decode_exact(&r.to_bytes()),
+            Err(InvalidMessage::InvalidField {
+                field: "report.relays",
+                ..
+            })
+        ));
+        // Format 1 (no relay checks) and unknown formats are refused.
+        for format in [1, REPORT_FORMAT + 1] {
+            let mut bytes = report(2, 2).to_bytes();
+            bytes[0] = format;
+            assert!(matches!(
+                Report::decode_exact(&bytes),
+                Err(InvalidMessage::InvalidField {
+                    field: "report.format",
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]

@@ -1014,15 +1014,18 @@ impl<C: Crypto> Node<C> {
         // Each reporter's view stands alone: its own report and the
         // subject's, nobody else's, so that liars among the reporters move
         // only their own views (shared aggregates over all reporters would
-        // carry their lies into every view).
+        // carry their lies into every view). Its relay check of the subject
+        // is the one it signed in that report: a mimic, whose only harm is
+        // the relays it drops, looked honest in every view without it and
+        // was never voted out.
         let mut rows = vec![replay];
         let subject_report = all.iter().copied().filter(|d| d.0 == subject);
         for r in &all {
             let (signer, _, report) = r;
-            if *signer == subject
-                || !named.contains(signer)
-                || !report.neighbours.iter().any(|o| o.neighbour == subject)
-            {
+            let Some(seen) = report.neighbours.iter().find(|o| o.neighbour == subject) else {
+                continue;
+            };
+            if *signer == subject || !named.contains(signer) {
                 continue;
             }
             let pair = subject_report.clone().chain(std::iter::once(*r));
@@ -1031,7 +1034,7 @@ impl<C: Crypto> Node<C> {
                 observer: *signer,
                 now_ms: window,
                 horizon_ms,
-                reports: &held(subject, Relays::default(), pair),
+                reports: &held(subject, seen.relays, pair),
             }));
         }
         // Every view counts all the subject's reporters, not its one: the
@@ -1519,6 +1522,47 @@ mod tests {
     }
 
     #[test]
+    fn a_node_that_withholds_relays_is_voted_out_on_the_relay_checks_its_reporters_signed() {
+        // A host whose model reads `relay_withheld` as well: the only
+        // column a relay-dropping node (a mimic) moves.
+        let relays: Scorer = Rc::new(|s, row: &Row| {
+            if row.get("relay_withheld").unwrap_or(0.0) > 0.05 {
+                Score(9_500)
+            } else {
+                honest()(s, row)
+            }
+        });
+        let n = 40;
+        let mut h = voting_mesh(n, 4);
+        h.scorers = (0..n).map(|_| Some(relays.clone())).collect();
+        h.boot_all(100);
+        run(&mut h, T0 + 30_000, None);
+        assert!(voted(&h).is_empty());
+        let dropper = 7;
+        h.drop_relays[dropper] = true;
+        run(&mut h, T0 + 90_000, None);
+        let id = h.ids[dropper];
+        let holders = (0..n)
+            .filter(|i| *i != dropper && h.node(*i).quarantine().get(&id).is_some())
+            .count();
+        assert_eq!(holders, n - 1, "{:?}", voted(&h));
+        assert!(voted(&h).iter().all(|(_, s, _)| *s == dropper));
+        // Members' views of the dropper read each reporter's signed check.
+        let (mut views, mut withheld) = (0, 0);
+        for (_, _, e) in &h.log {
+            if let Event::ReplayRequest { subject, rows, .. } = e
+                && *subject == id
+            {
+                for view in &rows[1..] {
+                    views += 1;
+                    withheld += usize::from(view.get("relay_withheld").unwrap() > 0.05);
+                }
+            }
+        }
+        assert!(withheld * 3 >= views * 2, "{withheld} of {views} views");
+    }
+
+    #[test]
     fn hourly_counts_forget_old_times_and_leave_no_empty_entries() {
         let (a, b) = (NodeId([1; NodeId::LEN]), NodeId([2; NodeId::LEN]));
         let mut map: BTreeMap<NodeId, VecDeque<u64>> = BTreeMap::new();
@@ -1578,6 +1622,7 @@ mod tests {
                     neighbour: NodeId([b; NodeId::LEN]),
                     claimed_epoch: 0,
                     claimed_sequence: 0,
+                    relays: Default::default(),
                     samples: (0..5)
                         .map(|k| LinkSample {
                             probes_sent: 1,

@@ -11,7 +11,7 @@
 //! | `forger` | sends `4 × intensity` reports a second per neighbour with a broken signature | invalid frames |
 //! | `replayer` | re-sends `4 × intensity` of its own reports at least 20 s old (kept from boot) a second per neighbour | invalid frames (a replay) |
 //! | `liar` | signs reports claiming `1 + 4 × intensity` times the traffic it had, half the RTT | claims against the other ends |
-//! | `framer` | reports a victim (shared by its entry's framers) sending `10 × intensity` invalid frames a second and missing probes; with `eclipse`, also joins the victim every second it is not its neighbour; with `weakest`, the victim is the honest node with the most framers of the entry among its neighbours when the attack starts | must *not* move the victim |
+//! | `framer` | reports a victim (shared by its entry's framers) sending `10 × intensity` invalid frames a second, missing probes and withholding `8 × intensity` of 24 relays; with `eclipse`, also joins the victim every second it is not its neighbour; with `weakest`, the victim is the honest node with the most framers of the entry among its neighbours when the attack starts | must *not* move the victim |
 //! | `freerider` | relays no one's reports and answers no pulls | reciprocity |
 //! | `compromised` | host metrics of a compromised machine: CPU and memory near full, node errors, `10 ×` outbound bytes | claims |
 //! | `drip` | a forger and flooder whose intensity ramps from 0 to full over `ramp_s` | slowly |
@@ -26,7 +26,13 @@
 use serde::{Deserialize, Serialize};
 
 use sentinel_protocol::NodeId;
+use sentinel_protocol::features::Relays;
 use sentinel_protocol::telemetry::{LinkSample, Observation, Report};
+
+/// Relay claims a framer says it checked of its victim (about what eight
+/// reports' checks hold); it says a third of them, times its intensity,
+/// were withheld.
+const FRAMED_RELAY_CLAIMS: u16 = 24;
 
 /// The adversary kinds (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -257,6 +263,7 @@ pub fn rewrite(attack: &Attack, strength: f64, report: &mut Report) -> bool {
                             neighbour: victim,
                             claimed_epoch: 0,
                             claimed_sequence: 0,
+                            relays: Relays::default(),
                             samples: vec![quiet; n],
                         },
                     );
@@ -271,6 +278,12 @@ pub fn rewrite(attack: &Attack, strength: f64, report: &mut Report) -> bool {
                         Err(_) => return false,
                     }
                 }
+            };
+            // And that the victim withholds the relays it owes.
+            let claimed = report.neighbours[i].relays.claimed.max(FRAMED_RELAY_CLAIMS);
+            report.neighbours[i].relays = Relays {
+                claimed,
+                missing: scale16(FRAMED_RELAY_CLAIMS / 3, strength).clamp(1, claimed),
             };
             for s in &mut report.neighbours[i].samples {
                 s.invalid = s.invalid.saturating_add(scale16(10, strength).max(1));

@@ -85,6 +85,7 @@ fn neighbourhood(k: u8) -> (NodeId, Vec<(NodeId, Report)>) {
                 neighbour: n,
                 claimed_epoch: 1,
                 claimed_sequence: 1,
+                relays: Default::default(),
                 samples: vec![sample; 5],
             })
             .collect(),
