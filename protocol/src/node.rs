@@ -1435,12 +1435,18 @@ impl<C: Crypto> Node<C> {
         #[cfg(test)]
         if let Some(victim) = self.lie_about {
             // A Byzantine node's modified code: it signs that `victim`
-            // sent it invalid and malformed messages.
+            // sent it invalid and malformed messages and withheld every
+            // relay it owed.
             for o in report
                 .neighbours
                 .iter_mut()
                 .filter(|o| o.neighbour == victim)
             {
+                let claimed = o.relays.claimed.max(24);
+                o.relays = crate::features::Relays {
+                    claimed,
+                    missing: claimed,
+                };
                 for s in &mut o.samples {
                     s.invalid = s.invalid.max(50);
                     s.malformed = s.malformed.max(50);

@@ -1378,8 +1378,8 @@ mod tests {
     const MODEL: [u8; 32] = [1; 32];
 
     /// The rule the honest hosts score with: a subject whose reporters see
-    /// it send malformed or rate-limited messages, or that sends this
-    /// observer invalid ones.
+    /// it send malformed or rate-limited messages, that sends this
+    /// observer invalid ones, or that withholds relays from it.
     fn honest() -> Scorer {
         Rc::new(|_, row: &Row| {
             let worst = [
@@ -1391,7 +1391,7 @@ mod tests {
             .iter()
             .map(|c| row.get(c).unwrap_or(0.0))
             .fold(0.0f32, f32::max);
-            if worst > 1.0 {
+            if worst > 1.0 || row.get("relay_withheld").unwrap_or(0.0) > 0.05 {
                 Score(9_500)
             } else {
                 Score(200)
@@ -1523,18 +1523,10 @@ mod tests {
 
     #[test]
     fn a_node_that_withholds_relays_is_voted_out_on_the_relay_checks_its_reporters_signed() {
-        // A host whose model reads `relay_withheld` as well: the only
-        // column a relay-dropping node (a mimic) moves.
-        let relays: Scorer = Rc::new(|s, row: &Row| {
-            if row.get("relay_withheld").unwrap_or(0.0) > 0.05 {
-                Score(9_500)
-            } else {
-                honest()(s, row)
-            }
-        });
+        // The honest rule reads `relay_withheld`: the only column a
+        // relay-dropping node (a mimic) moves.
         let n = 40;
         let mut h = voting_mesh(n, 4);
-        h.scorers = (0..n).map(|_| Some(relays.clone())).collect();
         h.boot_all(100);
         run(&mut h, T0 + 30_000, None);
         assert!(voted(&h).is_empty());
