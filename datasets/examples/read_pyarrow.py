@@ -4,8 +4,8 @@
     python3 datasets/examples/read_pyarrow.py DATASET_DIR
 
 Prints one JSON object: rows per table (Parquet and Arrow IPC counted
-separately), the Parquet key-value metadata, and the malicious share of
-the feature rows.
+separately), the Parquet key-value metadata, the malicious share of the
+feature rows, and the sums of the links' signed relay checks.
 """
 import json
 import sys
@@ -29,6 +29,14 @@ def main():
     meta = pq.read_metadata(f"{d}/features.parquet").metadata
     out["metadata"] = {k.decode(): v.decode() for k, v in meta.items() if k.startswith(b"sentinel.")}
     out["malicious_rows"] = pc.sum(features.column("malicious").cast("int64")).as_py() or 0
+    links = pq.read_table(f"{d}/telemetry_links.parquet")
+    claimed = links.column("relays_claimed").cast("int64")
+    missing = links.column("relays_missing").cast("int64")
+    out["links_relays"] = {
+        "claimed": pc.sum(claimed).as_py() or 0,
+        "missing": pc.sum(missing).as_py() or 0,
+        "missing_above_claimed": pc.sum(pc.greater(missing, claimed).cast("int64")).as_py() or 0,
+    }
     print(json.dumps(out))
 
 

@@ -39,11 +39,11 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use sentinel_protocol::NodeId;
-use sentinel_protocol::features::{self, Row};
+use sentinel_protocol::features::{self, Relays, Row};
 use sentinel_protocol::telemetry::{LinkSample, Report};
 
 /// Name and version of the table layouts below.
-pub const DATASET_SCHEMA: &str = "sentinel-datasets/1";
+pub const DATASET_SCHEMA: &str = "sentinel-datasets/2";
 
 /// Rows buffered per table before a record batch is written.
 const BATCH_ROWS: usize = 65_536;
@@ -280,7 +280,7 @@ pub struct Dataset {
         u64,
         sentinel_protocol::telemetry::HostSample,
     )>,
-    pending_links: Vec<(NodeId, u64, u64, u64, NodeId, LinkSample)>,
+    pending_links: Vec<(NodeId, u64, u64, u64, NodeId, LinkSample, Relays)>,
     pending_events: Vec<EventRecord>,
 }
 
@@ -346,6 +346,8 @@ impl Dataset {
             field("probes_sent", DataType::UInt8, false),
             field("probes_failed", DataType::UInt8, false),
             field("rtt_ms", DataType::UInt16, true),
+            field("relays_claimed", DataType::UInt16, false),
+            field("relays_missing", DataType::UInt16, false),
         ]);
         let ecols = vec![
             field("time_ms", DataType::UInt64, false),
@@ -398,8 +400,15 @@ impl Dataset {
         }
         for o in &report.neighbours {
             for (i, s) in o.samples.iter().enumerate() {
-                self.pending_links
-                    .push((origin, epoch, sequence, start(i), o.neighbour, *s));
+                self.pending_links.push((
+                    origin,
+                    epoch,
+                    sequence,
+                    start(i),
+                    o.neighbour,
+                    *s,
+                    o.relays,
+                ));
             }
         }
         if self.pending_host.len() >= BATCH_ROWS {
@@ -516,7 +525,8 @@ impl Dataset {
         let (mut bytes_in, mut bytes_out) = (UInt32Builder::new(), UInt32Builder::new());
         let (mut sent, mut failed) = (UInt8Builder::new(), UInt8Builder::new());
         let mut rtt = UInt16Builder::new();
-        for (o, e, s, t, n, l) in &rows {
+        let (mut claimed, mut missing) = (UInt16Builder::new(), UInt16Builder::new());
+        for (o, e, s, t, n, l, r) in &rows {
             origin.append_value(hex(o));
             epoch.append_value(*e);
             seq.append_value(*s);
@@ -537,6 +547,8 @@ impl Dataset {
             sent.append_value(l.probes_sent);
             failed.append_value(l.probes_failed);
             rtt.append_option((l.rtt_ms != LinkSample::NO_RTT).then_some(l.rtt_ms));
+            claimed.append_value(r.claimed);
+            missing.append_value(r.missing);
         }
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(origin.finish()),
@@ -552,6 +564,8 @@ impl Dataset {
             Arc::new(sent.finish()),
             Arc::new(failed.finish()),
             Arc::new(rtt.finish()),
+            Arc::new(claimed.finish()),
+            Arc::new(missing.finish()),
         ]);
         self.links.write(cols)
     }

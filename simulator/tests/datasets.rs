@@ -65,6 +65,11 @@ fn a_simulated_dataset_reads_in_pyarrow_polars_and_duckdb_with_labels_that_follo
             assert_eq!(&r[format], rows, "{format} row counts differ: {r}");
         }
     }
+    // The signed relay checks come through: claims were checked, and no
+    // row has more relays missing than checked.
+    let relays = &readers[0]["links_relays"];
+    assert!(relays["claimed"].as_u64().unwrap() > 0, "{relays}");
+    assert_eq!(relays["missing_above_claimed"], 0, "{relays}");
     let malicious = readers[0]["malicious_rows"].as_u64().unwrap();
     assert!(malicious > 0);
     for r in &readers {
@@ -75,7 +80,7 @@ fn a_simulated_dataset_reads_in_pyarrow_polars_and_duckdb_with_labels_that_follo
         assert_eq!(m["sentinel.seed"], "3", "{r}");
         assert_eq!(m["sentinel.scenario"], "detect-smoke");
         assert_eq!(m["sentinel.feature_schema"], "sentinel-features/4");
-        assert_eq!(m["sentinel.dataset_schema"], "sentinel-datasets/1");
+        assert_eq!(m["sentinel.dataset_schema"], "sentinel-datasets/2");
         assert_eq!(
             m["sentinel.scenario_sha256"].as_str().map(str::len),
             Some(64)
