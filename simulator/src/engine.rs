@@ -109,6 +109,8 @@ enum EvKind {
     ChurnCrash(u32),
     ChurnRestart(u32),
     Second,
+    /// The hosts score what their nodes asked for since the last batch.
+    Score,
 }
 
 #[derive(Debug)]
@@ -200,6 +202,11 @@ type Version = (Arc<[u8]>, u64);
 /// Conflicting versions kept per equivocator (its recent reports).
 const TWIN_VERSIONS: usize = 64;
 
+/// How long a host takes to score what its node asked for, µs: the model
+/// call and the hand-back, with the requests of every node made meanwhile
+/// in one batch.
+const HOST_SCORING_US: u64 = 5_000;
+
 /// Totals for the CPU estimate and the report.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Totals {
@@ -235,6 +242,8 @@ pub struct Sim {
     scratch: (Vec<Transmit>, Vec<Event>),
     /// Scoring, labels and the dataset.
     pub(crate) detection: Detection,
+    /// An [`EvKind::Score`] is queued.
+    score_queued: bool,
     /// Randomness of the attack library and host metrics (its own stream,
     /// so runs without attackers keep their traces).
     arng: Rng,
@@ -379,6 +388,7 @@ impl Sim {
             cpu_us: vec![0.0; n],
             scratch: (Vec::new(), Vec::new()),
             detection: Detection::new(None, None, Score(u16::MAX)),
+            score_queued: false,
             arng,
             sc,
         };
@@ -458,6 +468,10 @@ impl Sim {
                     if self.slots[i as usize].node.is_none() && !self.slots[i as usize].left {
                         self.boot(i as usize);
                     }
+                }
+                EvKind::Score => {
+                    self.score_queued = false;
+                    self.flush_scores();
                 }
                 EvKind::Second => {
                     self.second();
@@ -1428,6 +1442,19 @@ impl Sim {
         Some(Message::Report(&frame).encode().into())
     }
 
+    /// Scores the requests made in the next [`HOST_SCORING_US`] in one
+    /// batch. A sentinel scores what its node asks at once (a few rows of
+    /// an MLP take microseconds); batched once per simulated second
+    /// instead, every scoring step of a quarantine (the accuser's window,
+    /// its own view, each member's replay) waited half a second on
+    /// average.
+    fn queue_scoring(&mut self) {
+        if !self.score_queued {
+            self.score_queued = true;
+            self.push(self.now + HOST_SCORING_US, EvKind::Score);
+        }
+    }
+
     /// Scores what the nodes asked for, hands the scores back, and records
     /// each row with its labels; then the rows of votes.
     fn flush_scores(&mut self) {
@@ -1679,11 +1706,14 @@ impl Sim {
             }
             Event::ReplayRequest {
                 accusation, rows, ..
-            } => self.detection.replays.push(PendingReplay {
-                node: me,
-                accusation,
-                rows,
-            }),
+            } => {
+                self.detection.replays.push(PendingReplay {
+                    node: me,
+                    accusation,
+                    rows,
+                });
+                self.queue_scoring();
+            }
             Event::Accused { .. } => {
                 self.metrics.accusations.0 += 1;
                 if self.slots[i].degraded_from.is_some() {
@@ -1728,6 +1758,7 @@ impl Sim {
                     time_us: self.now,
                     rows,
                 });
+                self.queue_scoring();
             }
             Event::SuspicionRaised { subject, score, .. } => {
                 if let Some(x) = self.idx(&subject) {
