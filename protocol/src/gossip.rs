@@ -201,6 +201,13 @@ impl Gossip {
             .map(|(o, _)| *o)
     }
 
+    /// Whether `origin`'s stored report observes `subject`.
+    pub(crate) fn observes(&self, origin: &NodeId, subject: &NodeId) -> bool {
+        self.store
+            .get(origin)
+            .is_some_and(|s| s.subjects.binary_search(subject).is_ok())
+    }
+
     /// Drops what is held from a quarantined origin.
     pub(crate) fn forget(&mut self, origin: &NodeId) {
         self.store.remove(origin);

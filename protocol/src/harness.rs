@@ -815,6 +815,86 @@ mod tests {
         assert!(after > 10);
     }
 
+    /// A neighbour whose sample shows a flagrant fault ends its observer's
+    /// report early (at most once in four intervals) and is scored again
+    /// every second it stays flagrant and whenever a report observing it
+    /// arrives; its other neighbours are not.
+    #[test]
+    fn a_flagrant_neighbour_ends_a_report_early_and_is_scored_between_reports() {
+        for enabled in [true, false] {
+            let mut h = Harness::modelled(10, 7);
+            h.cfg.suspicion.enabled = true;
+            h.cfg.suspicion.flagrant.enabled = enabled;
+            h.boot_all(200);
+            h.run_until(T0 + 20_000);
+            let me = h.ids[0];
+            let peer = h.ids[h.active(0)[0]];
+            let from = h.log.len();
+            // Junk every second for 12 s from the middle of a report
+            // interval; each of node 0's reports is seen (it keeps its
+            // latest for a second).
+            let signed = |h: &Harness<ModelledCrypto>, from: usize| -> Vec<(u64, u64)> {
+                h.log[from..]
+                    .iter()
+                    .filter_map(|(t, i, e)| match e {
+                        Event::ReportSent { stamp, .. } if *i == 0 => Some((*t, stamp.sequence)),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            h.run_until(T0 + 26_000);
+            let start = signed(&h, from).last().unwrap().0 + 2_300;
+            let mut sizes = BTreeMap::new();
+            for k in 0..13u64 {
+                h.run_until(start + 1_000 * k);
+                if k < 12 {
+                    h.inject(peer, 0, &[0xFF, 1, 2]);
+                }
+                let (stamp, report) = h.node(0).report_contents(&me).unwrap();
+                sizes.insert(stamp.sequence, report.host.len());
+            }
+            let sizes: Vec<usize> = sizes.into_values().skip(1).collect();
+            let (mut only_peer, mut all) = (0, 0);
+            for (_, i, e) in &h.log[from..] {
+                let Event::ScoreRequest { rows, .. } = e else {
+                    continue;
+                };
+                if *i != 0 {
+                    continue;
+                }
+                if rows.len() == 1 && rows[0].0 == peer {
+                    only_peer += 1;
+                } else {
+                    all += 1;
+                    assert!(rows.iter().any(|r| r.0 == peer));
+                }
+            }
+            let early = h.node(0).stats().early_reports;
+            if enabled {
+                // One report cut short, then full ones: at most one early
+                // report in four intervals however long the junk goes on.
+                assert_eq!(early, 1, "{sizes:?}");
+                // Junk from the middle of an interval: the report ends at the
+                // first flagrant second, with the quiet ones before it.
+                let short: Vec<usize> = sizes.iter().copied().filter(|n| *n < 5).collect();
+                assert_eq!(short.len(), 1, "{sizes:?}");
+                assert!(short[0] > 1, "{sizes:?}");
+                // Signed at the first flagrant second, or at the second when
+                // the first ended a full report anyway.
+                assert!(sizes[..2].iter().any(|n| *n < 5), "{sizes:?}");
+                // Twelve flagrant seconds: scored at each (the full windows
+                // among them, two or three, score every neighbour), and
+                // again whenever a report observing the peer arrives, so
+                // more often than once a second.
+                assert!(all >= 2 && only_peer > 12, "{only_peer} + {all}");
+            } else {
+                assert_eq!(early, 0);
+                assert!(sizes.iter().all(|n| *n == 5), "{sizes:?}");
+                assert_eq!(only_peer, 0);
+            }
+        }
+    }
+
     /// A neighbour that sends its own old report again is replaying (its
     /// stream leaves it in order): counted invalid. The same old report
     /// relayed by someone else, or the current one sent twice, is gossip

@@ -422,6 +422,8 @@ pub struct NodeStats {
     pub events_dropped: u64,
     /// Reports not signed because their sequence was not reserved yet.
     pub unreserved_skips: u64,
+    /// Reports ended early because a neighbour was flagrant.
+    pub early_reports: u64,
     /// Messages dropped because their sender is quarantined.
     pub quarantined_dropped: u64,
     /// Equivocations this node detected itself.
@@ -697,6 +699,11 @@ pub struct Node<C: Crypto> {
     suspicions: Suspicions,
     /// The window of the latest [`Event::ScoreRequest`].
     score_window: Option<u64>,
+    /// When this node last ended a report early for a flagrant neighbour.
+    early_report_at: Option<u64>,
+    /// Neighbours flagrant in the latest sample
+    /// ([`crate::suspicion::Flagrant`]).
+    flagrant: Vec<NodeId>,
     /// Accusations and votes.
     voting: Voting,
     /// Tests: sign false observations of this node (a framer).
@@ -824,6 +831,8 @@ impl<C: Crypto> Node<C> {
             offered,
             suspicions: Suspicions::default(),
             score_window: None,
+            early_report_at: None,
+            flagrant: Vec::new(),
             voting: Voting::new(seats),
             #[cfg(test)]
             lie_about: None,
@@ -1001,6 +1010,7 @@ impl<C: Crypto> Node<C> {
         self.membership.heard_from(from, &mut ctx);
         let mut evidence = None;
         let mut certificate = false;
+        let mut stored = u64::MAX;
         match msg {
             Message::Accuse(frame) => self.on_accuse(from, frame, now_ms),
             Message::EvidenceWanted { accusation, wanted } => {
@@ -1015,6 +1025,7 @@ impl<C: Crypto> Node<C> {
             } => self.on_report_wanted(from, accusation, window_ms),
             Message::Vote(frame) => self.on_vote(from, frame, now_ms),
             Message::Report(_) => {
+                stored = ctx.stats.reports_received;
                 evidence = self.gossip.on_report(
                     cfg,
                     &mut ctx,
@@ -1104,6 +1115,29 @@ impl<C: Crypto> Node<C> {
         }
         if certificate {
             self.on_certificate(&message, from, now_ms);
+        }
+        if self.stats.reports_received > stored && !self.flagrant.is_empty() {
+            self.rescore_flagrant(&message, now_ms);
+        }
+    }
+
+    /// A new report arrived while neighbours are flagrant: scores those it
+    /// observes (or that signed it) again at once, so a flagrant
+    /// neighbour's score follows its other reporters' reports of the
+    /// onset as they come instead of at the next sample.
+    fn rescore_flagrant(&mut self, message: &[u8], now_ms: u64) {
+        let Ok(header) = envelope::peek_header(&message[1..]) else {
+            return;
+        };
+        let origin = header.sender;
+        let subjects: Vec<NodeId> = self
+            .flagrant
+            .iter()
+            .filter(|s| **s == origin || self.gossip.observes(&origin, s))
+            .copied()
+            .collect();
+        if !subjects.is_empty() {
+            self.request_scores(now_ms, Some(&subjects));
         }
     }
 
@@ -1383,12 +1417,42 @@ impl<C: Crypto> Node<C> {
             link.samples
                 .push(std::mem::replace(&mut link.cur, fresh_sample()));
         }
+        let policy = self.cfg.suspicion;
+        self.flagrant = if policy.enabled {
+            self.links
+                .iter()
+                .filter(|(id, l)| {
+                    self.membership.is_active(id)
+                        && l.samples.last().is_some_and(|s| policy.flagrant.shows(s))
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        } else {
+            Vec::new()
+        };
         if self.host_samples.len() >= self.cfg.samples_per_report {
-            self.publish(now_ms, sample_end);
+            if self.publish(now_ms, sample_end) && policy.enabled {
+                self.request_scores(now_ms, None);
+            }
+        } else if !self.flagrant.is_empty() {
+            // A flagrant neighbour: its onset goes into a signed report now
+            // (at most once in four intervals, so a long attack costs at most
+            // one extra report in four), and it is scored from what is held.
+            let gap = 4 * self.cfg.report_interval_ms();
+            if self.early_report_at.is_none_or(|t| t + gap <= sample_end)
+                && self.publish(now_ms, sample_end)
+            {
+                self.early_report_at = Some(sample_end);
+                self.stats.early_reports += 1;
+            }
+            let flagrant = self.flagrant.clone();
+            self.request_scores(now_ms, Some(&flagrant));
         }
     }
 
-    fn publish(&mut self, now_ms: u64, end: u64) {
+    /// Signs and sends a report of the samples taken since the last one;
+    /// false when none was signed.
+    fn publish(&mut self, now_ms: u64, end: u64) -> bool {
         let host = std::mem::take(&mut self.host_samples);
         let n = host.len();
         let links = std::mem::take(&mut self.links);
@@ -1457,7 +1521,7 @@ impl<C: Crypto> Node<C> {
             // The host has not reserved this sequence durably yet; signing it
             // could repeat it after a crash. Skip the report.
             self.stats.unreserved_skips += 1;
-            return;
+            return false;
         }
         let stamp = Stamp {
             epoch: self.epoch,
@@ -1472,7 +1536,7 @@ impl<C: Crypto> Node<C> {
             Ok(f) => f,
             // Signing failures are transient library errors; the next
             // interval tries again with a fresh sequence.
-            Err(_) => return,
+            Err(_) => return false,
         };
         self.next_sequence += 1;
         self.stats.signs += 1;
@@ -1495,25 +1559,27 @@ impl<C: Crypto> Node<C> {
             bytes,
             subjects: report.subjects().collect(),
         });
-        if self.cfg.suspicion.enabled {
-            self.request_scores(now_ms);
-        }
+        true
     }
 
-    /// Extracts a feature row for every neighbour from the reports held
-    /// and asks the host to score them.
-    fn request_scores(&mut self, now_ms: u64) {
-        let subjects: Vec<NodeId> = self.membership.active().collect();
-        // Forget neighbours that left the view.
-        let gone: Vec<NodeId> = self
-            .suspicions
-            .iter()
-            .map(|(id, _)| *id)
-            .filter(|id| subjects.binary_search(id).is_err())
-            .collect();
-        for id in gone {
-            if self.suspicions.forget(&id) {
-                ctx!(self).event(Event::SuspicionCleared(id));
+    /// Extracts a feature row for every neighbour (or only those in
+    /// `only`) from the reports held and asks the host to score them.
+    fn request_scores(&mut self, now_ms: u64, only: Option<&[NodeId]>) {
+        let mut subjects: Vec<NodeId> = self.membership.active().collect();
+        if let Some(only) = only {
+            subjects.retain(|s| only.contains(s));
+        } else {
+            // Forget neighbours that left the view.
+            let gone: Vec<NodeId> = self
+                .suspicions
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| subjects.binary_search(id).is_err())
+                .collect();
+            for id in gone {
+                if self.suspicions.forget(&id) {
+                    ctx!(self).event(Event::SuspicionCleared(id));
+                }
             }
         }
         if subjects.is_empty() {

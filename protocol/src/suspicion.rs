@@ -15,6 +15,55 @@ use std::collections::BTreeMap;
 use crate::error::Error;
 use crate::features::Score;
 use crate::identity::NodeId;
+use crate::telemetry::LinkSample;
+
+/// What one second of a neighbour's link must show to be flagrant: a
+/// fault no honest sentinel makes at that rate. A flagrant neighbour is
+/// scored again at the end of every sample it stays so, and the first
+/// flagrant sample in four report intervals ends the node's report early,
+/// so its signed observation of the onset reaches the mesh within a
+/// second instead of at the end of a 5 s window. The model still decides:
+/// this only says when to look. In `quorum-smoke` (seed 7007, 601,550
+/// samples of honest links) 34 samples held an invalid frame (never 2),
+/// none a rate-limited message, and none more than 16 messages; a
+/// flooder at 0.25x sends 15 pings a second on top of the ~5 of every
+/// link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flagrant {
+    /// Look at all. Default true (it takes effect only with scoring on).
+    pub enabled: bool,
+    /// Frames that failed the signature or freshness check, plus frames
+    /// that did not decode, in one sample. Default 1.
+    pub invalid: u16,
+    /// Messages dropped by the per-peer rate limit in one sample.
+    /// Default 1.
+    pub rate_limited: u16,
+    /// Messages received in one sample. Default 20 (half the control
+    /// rate limit).
+    pub messages_in: u16,
+}
+
+impl Default for Flagrant {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            invalid: 1,
+            rate_limited: 1,
+            messages_in: 20,
+        }
+    }
+}
+
+impl Flagrant {
+    /// Whether one sample of a link shows a flagrant fault.
+    #[must_use]
+    pub fn shows(&self, s: &LinkSample) -> bool {
+        self.enabled
+            && (s.invalid.saturating_add(s.malformed) >= self.invalid
+                || s.rate_limited >= self.rate_limited
+                || s.messages_in >= self.messages_in)
+    }
+}
 
 /// Scoring and hysteresis settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +89,8 @@ pub struct SuspicionPolicy {
     pub raise_at_once: Score,
     /// Consecutive low windows that clear it. Default 3.
     pub clear_after: u8,
+    /// When a neighbour is scored between reports and reports end early.
+    pub flagrant: Flagrant,
 }
 
 impl Default for SuspicionPolicy {
@@ -51,6 +102,7 @@ impl Default for SuspicionPolicy {
             raise_after: 2,
             raise_at_once: Score(Score::SCALE),
             clear_after: 3,
+            flagrant: Flagrant::default(),
         }
     }
 }
@@ -74,6 +126,7 @@ impl SuspicionPolicy {
             raise_after,
             raise_at_once: Score::quantise(raise_at_once),
             clear_after,
+            flagrant: Flagrant::default(),
         }
     }
 
@@ -94,6 +147,12 @@ impl SuspicionPolicy {
         }
         if self.raise_after == 0 || self.clear_after == 0 {
             return bad("raise_after and clear_after must be at least 1");
+        }
+        let f = &self.flagrant;
+        if f.invalid == 0 || f.rate_limited == 0 || f.messages_in == 0 {
+            return bad(
+                "flagrant thresholds must be at least 1 (0 would make every sample flagrant)",
+            );
         }
         Ok(())
     }
@@ -221,6 +280,60 @@ mod tests {
         let mut s = Suspicions::default();
         assert_eq!(s.update(&strict, y, Score(9_999)), Change::None);
         assert_eq!(s.update(&strict, y, Score(9_999)), Change::Raised);
+    }
+
+    #[test]
+    fn a_sample_is_flagrant_on_any_one_threshold() {
+        let f = Flagrant::default();
+        let quiet = LinkSample {
+            messages_in: 19,
+            messages_out: 5,
+            bytes_in: 9_000,
+            bytes_out: 9_000,
+            invalid: 0,
+            malformed: 0,
+            duplicates: 40,
+            rate_limited: 0,
+            probes_sent: 1,
+            probes_failed: 1,
+            rtt_ms: 90,
+        };
+        assert!(!f.shows(&quiet));
+        for loud in [
+            LinkSample {
+                invalid: 1,
+                ..quiet
+            },
+            LinkSample {
+                malformed: 1,
+                ..quiet
+            },
+            LinkSample {
+                rate_limited: 1,
+                ..quiet
+            },
+            LinkSample {
+                messages_in: 20,
+                ..quiet
+            },
+        ] {
+            assert!(f.shows(&loud), "{loud:?}");
+            assert!(
+                !Flagrant {
+                    enabled: false,
+                    ..f
+                }
+                .shows(&loud)
+            );
+        }
+        let p = SuspicionPolicy {
+            flagrant: Flagrant {
+                messages_in: 0,
+                ..f
+            },
+            ..SuspicionPolicy::default()
+        };
+        assert!(p.validate().unwrap_err().to_string().contains("flagrant"));
     }
 
     #[test]

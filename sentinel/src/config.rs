@@ -119,6 +119,11 @@ pub struct DetectionSection {
     pub raise_at_once: f32,
     /// Consecutive low windows that clear it, 1 to 100. Default 3.
     pub clear_after: u8,
+    /// Score a neighbour again each second one of its samples shows a
+    /// flagrant fault (an invalid or undecodable frame, a rate-limited
+    /// message, 20 messages in a second), and sign the report early at its
+    /// onset so the mesh can vote within seconds. Default true.
+    pub flagrant: bool,
 }
 
 impl Default for DetectionSection {
@@ -132,6 +137,7 @@ impl Default for DetectionSection {
             raise_after: 2,
             raise_at_once: 1.0,
             clear_after: 3,
+            flagrant: true,
         }
     }
 }
@@ -149,14 +155,16 @@ impl DetectionSection {
     /// The node's suspicion policy.
     #[must_use]
     pub fn policy(&self) -> sentinel_protocol::suspicion::SuspicionPolicy {
-        sentinel_protocol::suspicion::SuspicionPolicy::from_fractions(
+        let mut p = sentinel_protocol::suspicion::SuspicionPolicy::from_fractions(
             self.enabled,
             self.raise,
             self.clear,
             self.raise_after,
             self.raise_at_once,
             self.clear_after,
-        )
+        );
+        p.flagrant.enabled = self.flagrant;
+        p
     }
 
     /// Loads the configured model (a shipped one by name, else a manifest

@@ -31,6 +31,10 @@ pub struct DetectionSettings {
     /// Voted quarantine: nodes accuse what they suspect and vote on each
     /// other's accusations with the model (which must be set).
     pub quorum: bool,
+    /// Score flagrant neighbours every second and end a report early at
+    /// their onset ([`sentinel_protocol::suspicion::Flagrant`]). Default
+    /// true.
+    pub flagrant: bool,
 }
 
 impl Default for DetectionSettings {
@@ -44,6 +48,7 @@ impl Default for DetectionSettings {
             raise_at_once: p.raise_at_once.as_f32(),
             clear_after: p.clear_after,
             quorum: false,
+            flagrant: p.flagrant.enabled,
         }
     }
 }
@@ -53,14 +58,16 @@ impl DetectionSettings {
     /// wanted).
     #[must_use]
     pub fn policy(&self, enabled: bool) -> sentinel_protocol::suspicion::SuspicionPolicy {
-        sentinel_protocol::suspicion::SuspicionPolicy::from_fractions(
+        let mut p = sentinel_protocol::suspicion::SuspicionPolicy::from_fractions(
             enabled,
             self.raise,
             self.clear,
             self.raise_after,
             self.raise_at_once,
             self.clear_after,
-        )
+        );
+        p.flagrant.enabled = self.flagrant;
+        p
     }
 }
 
