@@ -299,6 +299,13 @@ const NAMED_REPORTS_WAIT_MS: u64 = 1_500;
 /// Own reports kept for members who ask for one of an accused window.
 const OWN_REPORTS_KEPT: usize = 4;
 
+/// Yes voters an accuser sends a new certificate to straight away, besides
+/// offering it to its neighbours: they sit at random places in the mesh
+/// (seats are drawn by hash), so the certificate spreads from that many
+/// places at once. Eight at 229 KB each take the accuser's uplink about
+/// 0.15 s at 100 Mbit/s; each voter would have fetched its copy anyway.
+const CERTIFICATE_SEEDS: usize = 8;
+
 /// The end of `report`'s last sample, in its signer's milliseconds.
 fn report_end(report: &Report) -> u64 {
     report.start_ms + u64::from(report.sample_ms) * report.host.len() as u64
@@ -1214,7 +1221,17 @@ impl<C: Crypto> Node<C> {
             seats,
         });
         let message: Arc<[u8]> = Message::Certificate(&cert.to_bytes()).encode().into();
-        self.hold(cert, proven, message, None, now_ms);
+        self.hold(cert, proven, message.clone(), None, now_ms);
+        let seeds: Vec<NodeId> = acc
+            .yes
+            .keys()
+            .filter(|v| **v != self.me && **v != subject && !self.membership.is_active(v))
+            .take(CERTIFICATE_SEEDS)
+            .copied()
+            .collect();
+        for v in seeds {
+            ctx!(self).send_bytes(v, crate::message::Class::Stream, message.clone());
+        }
     }
 
     fn close(&mut self, hash: [u8; 32], certified: bool) {
@@ -1552,6 +1569,35 @@ mod tests {
             }
         }
         assert!(withheld * 3 >= views * 2, "{withheld} of {views} views");
+        // The accuser sends its certificate to yes voters beyond its
+        // neighbours ([`CERTIFICATE_SEEDS`]), so more nodes get it
+        // straight from the accuser than the accuser has neighbours.
+        let accusers: BTreeSet<usize> = h
+            .log
+            .iter()
+            .filter_map(|(_, i, e)| match e {
+                Event::AccusationClosed {
+                    subject,
+                    certified: true,
+                    ..
+                } if *subject == id => Some(*i),
+                _ => None,
+            })
+            .collect();
+        let straight = accusers
+            .iter()
+            .map(|a| {
+                h.log
+                    .iter()
+                    .filter(|(_, _, e)| {
+                        matches!(e, Event::Quarantined { subject, from: Some(f), .. }
+                            if *subject == id && *f == h.ids[*a])
+                    })
+                    .count()
+            })
+            .max()
+            .unwrap();
+        assert!(straight > h.cfg.max_active, "{straight}");
     }
 
     #[test]
