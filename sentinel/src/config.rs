@@ -121,7 +121,7 @@ pub struct DetectionSection {
     pub clear_after: u8,
     /// Score a neighbour again each second one of its samples shows a
     /// flagrant fault (an invalid or undecodable frame, a rate-limited
-    /// message, 20 messages in a second), and sign the report early at its
+    /// message, 17 messages in a second), and sign the report early at its
     /// onset so the mesh can vote within seconds. Default true.
     pub flagrant: bool,
 }
