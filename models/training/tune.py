@@ -26,27 +26,51 @@ import numpy as np
 import onnxruntime as ort
 import pyarrow.parquet as pq
 
-RAISE, CLEAR, CLEAR_AFTER, WARMUP_MS = 0.9, 0.5, 3, 60_000
+WARMUP_MS = 60_000
+# The protocol's suspicion defaults (protocol/src/suspicion.rs,
+# `SuspicionPolicy::default`); a scenario's `[detection]` overrides them.
+POLICY = {"raise": 0.95, "clear": 0.5, "raise_after": 2, "raise_at_once": 1.0, "clear_after": 3}
 
 
-def raises(order, score, observer, subject, honest_observer, benign, raise_after):
+def policy_of(scenario=None, **flags):
+    """The suspicion thresholds: defaults, then the scenario's `[detection]`
+    section, then the flags that are not None."""
+    p = dict(POLICY)
+    if scenario:
+        with open(scenario, "rb") as f:
+            section = tomllib.load(f).get("detection", {})
+        p.update({k: v for k, v in section.items() if k in POLICY})
+    p.update({k: v for k, v in flags.items() if v is not None})
+    return p
+
+
+def quantised(score):
+    """Scores as the protocol compares them: integer units of 1/10,000
+    (`Score::quantise`)."""
+    x = np.nan_to_num(np.asarray(score, dtype=np.float64), nan=1.0)
+    return np.round(np.clip(x, 0.0, 1.0) * 10_000).astype(np.int64)
+
+
+def raises(order, score, observer, subject, honest_observer, benign, policy):
     """(raises against honest subjects, raises against attackers) when each
     (observer, subject) pair's rows are fed in time order."""
+    q = quantised(score)
+    up, down, at_once = (quantised(np.float64(policy[k])) for k in ("raise", "clear", "raise_at_once"))
     false, true, state = 0, 0, {}
     for i in order:
         if not honest_observer[i]:
             continue
         key = (observer[i], subject[i])
         high, low, raised = state.get(key, (0, 0, False))
-        high = high + 1 if score[i] >= RAISE else 0
-        low = low + 1 if score[i] < CLEAR else 0
-        if not raised and high >= raise_after:
+        high = high + 1 if q[i] >= up else 0
+        low = low + 1 if q[i] < down else 0
+        if not raised and (high >= policy["raise_after"] or q[i] >= at_once):
             raised = True
             if benign[i]:
                 false += 1
             else:
                 true += 1
-        elif raised and low >= CLEAR_AFTER:
+        elif raised and low >= policy["clear_after"]:
             raised = False
         state[key] = (high, low, raised)
     return false, true
@@ -86,8 +110,9 @@ def window_recall(rows, high, subject, window, label):
     return {g: round(hit[g] / total[g], 4) for g in sorted(total)}
 
 
-def evaluate(dataset, models, scenario=None, raise_after=2, window_ms=5_000):
+def evaluate(dataset, models, scenario=None, policy=None, window_ms=5_000):
     """One result dict per model path (what `main` prints)."""
+    policy = policy or policy_of(scenario)
     table = pq.read_table(f"{dataset}/features.parquet")
     cols = table.column_names
     names = cols[cols.index("subject") + 1 : cols.index("malicious")]
@@ -116,9 +141,10 @@ def evaluate(dataset, models, scenario=None, raise_after=2, window_ms=5_000):
         score = np.concatenate(
             [session.run(None, {feed: x[i : i + 200_000]})[0][:, 0] for i in range(0, len(x), 200_000)]
         )
-        high = score >= RAISE
+        high = quantised(score) >= quantised(np.float64(policy["raise"]))
         out = {
             "model": path,
+            "policy": policy,
             "rows": int(counted.sum()),
             "honest_rows_high": int((high & counted & (kind == "none")).sum()),
             "recall_by_kind": {
@@ -132,7 +158,7 @@ def evaluate(dataset, models, scenario=None, raise_after=2, window_ms=5_000):
                 attacked, high, subject, window, lambda s: entry_of.get(s, kind_of[s])
             )
         out["false_raises"], out["true_raises"] = raises(
-            order, score, observer, subject, honest_observer, benign, raise_after
+            order, score, observer, subject, honest_observer, benign, policy
         )
         yield out
 
@@ -141,11 +167,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset")
     ap.add_argument("models", nargs="+")
-    ap.add_argument("--raise-after", type=int, default=2)
+    ap.add_argument("--raise", type=float, dest="raise_", help="raise threshold (default 0.95)")
+    ap.add_argument("--raise-after", type=int, help="consecutive high windows that raise (default 2)")
+    ap.add_argument("--raise-at-once", type=float, help="score that raises on one window (default 1.0)")
     ap.add_argument("--scenario", help="the scenario file, for window recall per attacker entry")
     ap.add_argument("--window-ms", type=int, default=5_000, help="the scenario's report interval")
     args = ap.parse_args()
-    for out in evaluate(args.dataset, args.models, args.scenario, args.raise_after, args.window_ms):
+    policy = policy_of(
+        args.scenario, **{"raise": args.raise_, "raise_after": args.raise_after, "raise_at_once": args.raise_at_once}
+    )
+    for out in evaluate(args.dataset, args.models, args.scenario, policy, args.window_ms):
         print(json.dumps(out))
 
 
