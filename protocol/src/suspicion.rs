@@ -38,10 +38,11 @@ pub struct Flagrant {
     /// Messages dropped by the per-peer rate limit in one sample.
     /// Default 1.
     pub rate_limited: u16,
-    /// Messages received in one sample. Default 17, one more than any
-    /// honest link-second of `quorum-smoke` (at 20, a third of a 0.25x
-    /// flooder's link-seconds reached it and two of its three at
-    /// `quorum-1k` 9109 waited for full reports).
+    /// Messages received in one sample. Default
+    /// [`crate::features::BURST_MESSAGES`] (17), one more than any honest
+    /// link-second of `quorum-smoke`, where features count a flood's rate
+    /// from (at 20, a third of a 0.25x flooder's link-seconds reached it
+    /// and two of its three at `quorum-1k` 9109 waited for full reports).
     pub messages_in: u16,
 }
 
@@ -51,7 +52,7 @@ impl Default for Flagrant {
             enabled: true,
             invalid: 1,
             rate_limited: 1,
-            messages_in: 17,
+            messages_in: crate::features::BURST_MESSAGES,
         }
     }
 }
