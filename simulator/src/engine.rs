@@ -960,11 +960,14 @@ impl Sim {
                         .seal(self.roster.mesh_id(), h.kind, h.stamp, &report.to_bytes())
                         .ok()
                 });
-                let slot = &mut self.slots[i];
-                slot.signer = Some(crypto);
+                self.slots[i].signer = Some(crypto);
                 let Some(sealed) = sealed else {
                     return Some(bytes);
                 };
+                if kind == AttackKind::Liar {
+                    self.metrics.lied(i as u32, now);
+                }
+                let slot = &mut self.slots[i];
                 let msg: Arc<[u8]> = Message::Report(&sealed).encode().into();
                 if slot.rewrites.len() >= TWIN_VERSIONS
                     && let Some(k) = slot.rewrites.keys().next().copied()

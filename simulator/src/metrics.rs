@@ -92,8 +92,11 @@ pub struct Metrics {
     /// Quarantines of honest nodes (never equivocated, never attacked):
     /// (time s, node, subject).
     pub(crate) honest_quarantined: Vec<(f64, u32, u32)>,
-    /// Attackers: index → (kind, attack start µs).
+    /// Attackers: index → (kind, attack start µs). A liar's attack starts
+    /// with its first lying report ([`Metrics::lied`]).
     pub(crate) attackers: BTreeMap<u32, (&'static str, u64)>,
+    /// Liars that have signed a lying report.
+    lying: BTreeSet<u32>,
     /// Bytes of accusations, evidence requests and reports, and votes each
     /// node sent.
     pub(crate) quorum_bytes: Vec<u64>,
@@ -201,6 +204,7 @@ impl Metrics {
             held: BTreeMap::new(),
             honest_quarantined: Vec::new(),
             attackers: BTreeMap::new(),
+            lying: BTreeSet::new(),
             quorum_bytes: vec![0; n],
             voted_certificate_bytes: Vec::new(),
             accusations: (0, 0),
@@ -251,6 +255,18 @@ impl Metrics {
                 )
             })
             .collect()
+    }
+
+    /// Liar `x` signed a lying report at `now_us`. Its attack is its
+    /// signed reports, so it starts with the first: until then it did
+    /// nothing anyone could see, and the time from its scheduled start to
+    /// its next report (up to one report interval) is not detection time.
+    pub(crate) fn lied(&mut self, x: u32, now_us: u64) {
+        if let Some(a) = self.attackers.get_mut(&x)
+            && self.lying.insert(x)
+        {
+            a.1 = a.1.max(now_us);
+        }
     }
 
     fn measuring(&self, now_us: u64) -> bool {

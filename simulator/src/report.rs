@@ -190,7 +190,8 @@ pub struct AttackerTimes {
     pub kind: &'static str,
     /// Its intensity.
     pub intensity: f64,
-    /// When its attack started, s.
+    /// When its attack started, s (a liar's: when it sent its first lying
+    /// report, since its attack is its signed reports).
     pub start_s: f64,
     /// Attack start → first honest raise, first honest accusation, first
     /// voted certificate, ms.
@@ -723,6 +724,10 @@ impl RunReport {
                     t.spread_ms.max
                 );
             }
+            let _ = writeln!(
+                s,
+                "\nA liar's attack starts when it sends its first lying report: its attack is its signed reports."
+            );
             let _ = writeln!(
                 s,
                 "\n| first accusation of each attacker | honest members' verdicts | seats yes / no / all |\n|---|---|---|"
