@@ -64,6 +64,8 @@ struct Stored {
     sequence: u64,
     /// The link message (tag byte and frame), shared with every copy sent.
     message: Arc<[u8]>,
+    /// When its origin signed it (its clock).
+    issued_ms: u64,
     received_ms: u64,
     subjects: Vec<NodeId>,
     /// [`content_digest`] of the signed content.
@@ -113,6 +115,26 @@ struct Echo {
     from: NodeId,
 }
 
+/// Whether a report signed at `issued_ms` may still be sent on at `now`:
+/// it must arrive inside the receiver's time window, or the receiver counts
+/// an invalid frame against the honest sender. Reports that travel through
+/// pull answers are stored anew at each hop, so without this an old report
+/// could be passed along until it lands outside the window.
+fn sendable(cfg: &Config, issued_ms: u64, now: u64) -> bool {
+    now.saturating_sub(issued_ms).saturating_add(SEND_MARGIN_MS) <= cfg.time_window.max_age_ms
+}
+
+/// Transit and clock skew allowed for when sending a report on
+/// ([`sendable`]), ms.
+const SEND_MARGIN_MS: u64 = 10_000;
+
+/// How late a signer's own report may arrive behind its next one and still
+/// be a held-up copy rather than a replay, ms. Two reports can arrive out of
+/// order: QUIC resends losses with backing-off timeouts, a reconnect opens a
+/// new stream while the old one drains, and the simulator's links deliver
+/// each message on its own.
+const LATE_COPY_MS: u64 = 15_000;
+
 impl Stored {
     fn position(&self) -> (u64, u64) {
         (self.epoch, self.sequence)
@@ -121,8 +143,16 @@ impl Stored {
     /// `from` holds a version with `digest` at this position: if it is
     /// another one and `from` is a neighbour the report names, send it ours
     /// (once), so that it holds both.
-    fn answer(&mut self, ctx: &mut Ctx<'_>, from: NodeId, digest: &[u8; SEEN_DIGEST_LEN]) {
+    fn answer(
+        &mut self,
+        cfg: &Config,
+        ctx: &mut Ctx<'_>,
+        from: NodeId,
+        digest: &[u8; SEEN_DIGEST_LEN],
+        now: u64,
+    ) {
         if *digest == self.digest
+            || !sendable(cfg, self.issued_ms, now)
             || self.subjects.binary_search(&from).is_err()
             || self.answered.contains(&from)
         {
@@ -343,6 +373,7 @@ impl Gossip {
                 epoch: stamp.epoch,
                 sequence: stamp.sequence,
                 message: message.clone(),
+                issued_ms: stamp.issued_at_ms,
                 received_ms: now,
                 subjects: report.subjects().collect(),
                 digest: content_digest(envelope::signed_content_of(frame).unwrap_or(frame)),
@@ -426,12 +457,14 @@ impl Gossip {
                     return found.ok();
                 }
             }
-            let replayed = from == origin && held.is_some_and(|s| position < s.position());
+            let replayed = from == origin
+                && held.is_some_and(|s| position < s.position())
+                && now.saturating_sub(header.stamp.issued_at_ms) > LATE_COPY_MS;
             self.delivered(from, origin, position);
             if replayed {
-                // The signer itself re-sent a report older than one held:
-                // its own stream leaves it in order, so this is a replay
-                // (what a replay window refuses), not gossip redundancy.
+                // The signer itself re-sent a report older than one held,
+                // later than any held-up copy arrives: a replay (what a
+                // replay window refuses), not gossip redundancy.
                 invalid(ctx);
                 return None;
             }
@@ -467,9 +500,10 @@ impl Gossip {
         // to the active view and to the peers that left it during this
         // interval (this node's next report names them and claims the
         // reports it relays now).
-        if membership.is_active(&origin)
-            || subjects.binary_search(&me).is_ok()
-            || ctx.named_in_next_report(&origin)
+        if sendable(cfg, header.stamp.issued_at_ms, now)
+            && (membership.is_active(&origin)
+                || subjects.binary_search(&me).is_ok()
+                || ctx.named_in_next_report(&origin))
         {
             let departed = ctx.departed(membership);
             for q in membership.active().chain(departed) {
@@ -521,6 +555,7 @@ impl Gossip {
             epoch: header.stamp.epoch,
             sequence: header.stamp.sequence,
             message: message.clone(),
+            issued_ms: header.stamp.issued_at_ms,
             received_ms: now,
             subjects,
             digest,
@@ -544,7 +579,7 @@ impl Gossip {
             && let Some(echo) = self.echoes.remove(&origin)
             && echo.position == stored.position()
         {
-            stored.answer(ctx, echo.from, &echo.digest);
+            stored.answer(cfg, ctx, echo.from, &echo.digest, now);
         }
         self.insert(cfg, me, origin, stored);
         ctx.stats().reports_received += 1;
@@ -602,12 +637,13 @@ impl Gossip {
         origin: NodeId,
         position: (u64, u64),
         digest: [u8; SEEN_DIGEST_LEN],
+        now: u64,
     ) {
         if origin == me || origin == from || ctx.blocked.contains(&origin) {
             return;
         }
         match self.store.get_mut(&origin) {
-            Some(s) if s.position() == position => s.answer(ctx, from, &digest),
+            Some(s) if s.position() == position => s.answer(cfg, ctx, from, &digest, now),
             Some(s) if s.position() > position => {}
             _ => {
                 if !self.echoes.contains_key(&origin)
@@ -665,6 +701,7 @@ impl Gossip {
                 continue;
             };
             if now.saturating_sub(s.received_ms) < cfg.pull_grace_ms
+                || !sendable(cfg, s.issued_ms, now)
                 || held.get(&origin).is_some_and(|p| *p >= s.position())
             {
                 continue;

@@ -895,10 +895,11 @@ mod tests {
         }
     }
 
-    /// A neighbour that sends its own old report again is replaying (its
-    /// stream leaves it in order): counted invalid. The same old report
-    /// relayed by someone else, or the current one sent twice, is gossip
-    /// redundancy: a duplicate.
+    /// A neighbour that sends its own old report again, later than any
+    /// held-up copy arrives, is replaying: counted invalid. A copy only a
+    /// few seconds old is a late one (streams can be held up), and the same
+    /// old report relayed by someone else, or the current one sent twice,
+    /// is gossip redundancy: duplicates.
     #[test]
     fn a_signer_resending_its_own_old_report_is_counted_invalid_not_duplicate() {
         let mut h = Harness::modelled(10, 11);
@@ -908,26 +909,69 @@ mod tests {
         let signer = h.active(observer)[0];
         let other = h.active(observer)[1];
         let origin = h.ids[signer];
-        let old = Message::Report(h.node(observer).report(&origin).unwrap()).encode();
-        // Two report intervals later the observer holds a newer one.
-        h.run_until(T0 + 31_000);
-        let held = h.node(observer).report(&origin).unwrap().to_vec();
-        assert_ne!(Message::Report(&held).encode(), old);
+        let frame = h.node(observer).report(&origin).unwrap().to_vec();
+        let issued = envelope::peek_header(&frame).unwrap().stamp.issued_at_ms;
+        let old = Message::Report(&frame).encode();
         let counts = |h: &Harness<ModelledCrypto>| {
             let s = h.node(observer).stats();
             (s.invalid, s.duplicates)
         };
-        let (invalid, duplicates) = counts(&h);
         let arrived = |h: &Harness<ModelledCrypto>| h.now + h.latency_ms + 1;
+        // One report interval later the observer holds a newer one; the old
+        // one arriving from its signer now is a held-up copy.
+        h.run_until(issued + 6_000);
+        assert_ne!(h.node(observer).report(&origin).unwrap(), &frame[..]);
+        let (invalid, duplicates) = counts(&h);
         h.inject(origin, observer, &old);
         h.run_until(arrived(&h));
-        assert_eq!(counts(&h), (invalid + 1, duplicates));
+        let (i, d) = counts(&h);
+        assert_eq!(i, invalid);
+        assert!(d > duplicates);
+        // Twenty seconds on it is a replay.
+        h.run_until(issued + 20_000);
+        let held = h.node(observer).report(&origin).unwrap().to_vec();
+        let invalid = counts(&h).0;
+        h.inject(origin, observer, &old);
+        h.run_until(arrived(&h));
+        assert_eq!(counts(&h).0, invalid + 1);
+        let duplicates = counts(&h).1;
         h.inject(h.ids[other], observer, &old);
         h.inject(origin, observer, &Message::Report(&held).encode());
         h.run_until(arrived(&h));
         let (i, d) = counts(&h);
         assert_eq!(i, invalid + 1);
         assert!(d >= duplicates + 2, "{d} vs {duplicates}");
+    }
+
+    /// A crashed node's last report is passed from node to node by pulls
+    /// (each stores it anew), but never once it could arrive outside the
+    /// receiver's time window: no honest node counts an invalid frame, and
+    /// the report is gone everywhere a retention after its window closed.
+    #[test]
+    fn a_crashed_nodes_last_report_stops_travelling_before_its_window_closes() {
+        let mut h = Harness::modelled(12, 12);
+        h.boot_all(200);
+        h.run_until(T0 + 20_000);
+        let o = 3;
+        let origin = h.ids[o];
+        h.crash(o);
+        let live: Vec<usize> = (0..h.ids.len()).filter(|&i| i != o).collect();
+        let issued = live
+            .iter()
+            .filter_map(|&i| h.node(i).report(&origin))
+            .map(|f| envelope::peek_header(f).unwrap().stamp.issued_at_ms)
+            .max()
+            .unwrap();
+        let max_age = h.cfg.time_window.max_age_ms;
+        let retention = h.cfg.retention_ms;
+        // It still travels after one retention (so the chain is real).
+        h.run_until(issued + retention + 5_000);
+        assert!(live.iter().any(|&i| h.node(i).report(&origin).is_some()));
+        h.run_until(issued + max_age + retention + 1_000);
+        for &i in &live {
+            assert_eq!(h.node(i).stats().invalid, 0, "node {i}");
+            assert!(h.node(i).report(&origin).is_none(), "node {i}");
+        }
     }
 
     #[test]

@@ -1057,6 +1057,7 @@ impl<C: Crypto> Node<C> {
                     origin,
                     (epoch, sequence),
                     digest,
+                    now_ms,
                 );
             }
             Message::Quarantines { entries } => {
