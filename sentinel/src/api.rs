@@ -9,7 +9,10 @@
 //! bytes in hex for `sentinel verify-cert`), `GET /v1/scores`,
 //! `GET /v1/accusations` (this sentinel's accusations and the votes it
 //! cast; `?limit=N`, at most 1,000), `GET /v1/incidents` (`?since=` Unix
-//! ms, `?limit=N`).
+//! ms, `?limit=N`), `GET /v1/alerts` (the webhook outbox, newest first;
+//! `?state=pending|delivered|dead`, `?limit=N`, at most 10,000),
+//! `POST /v1/alerts/retry` (dead alerts back to pending, `?id=` one of
+//! them; their endpoints enabled again).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,7 +22,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use sentinel_protocol::NodeId;
 
 use crate::daemon::Shared;
@@ -36,6 +39,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/quarantine/{node}", get(quarantine_of))
         .route("/v1/accusations", get(accusations))
         .route("/v1/incidents", get(incidents))
+        .route("/v1/alerts", get(alerts))
+        .route("/v1/alerts/retry", post(retry_alerts))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,
@@ -168,6 +173,55 @@ async fn incidents(State(shared): State<Arc<Shared>>, Query(q): Query<Since>) ->
         Ok(serde_json::json!({ "incidents": rows }))
     })
     .await
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AlertQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn alerts(State(shared): State<Arc<Shared>>, Query(q): Query<AlertQuery>) -> Response {
+    if let Some(s) = &q.state
+        && !["pending", "delivered", "dead"].contains(&s.as_str())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "state is one of pending, delivered, dead",
+        );
+    }
+    let limit = q.limit.unwrap_or(1000).min(10_000);
+    query(shared, move |s| {
+        Ok(serde_json::json!({ "alerts": s.alerts(q.state.as_deref(), limit)? }))
+    })
+    .await
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RetryQuery {
+    id: Option<String>,
+}
+
+async fn retry_alerts(State(shared): State<Arc<Shared>>, Query(q): Query<RetryQuery>) -> Response {
+    let wake = shared.alerts_wake.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut store = shared
+            .store
+            .lock()
+            .map_err(|_| "database unavailable".to_owned())?;
+        store
+            .retry_alerts(q.id.as_deref(), crate::now_ms())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    match result {
+        Ok(Ok(n)) => {
+            wake.notify_one();
+            Json(serde_json::json!({ "requeued": n })).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "retry failed"),
+    }
 }
 
 async fn quarantine(State(shared): State<Arc<Shared>>) -> Response {

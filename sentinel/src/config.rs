@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// The sections, in file order (also the first word of an env override).
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "node",
     "quic",
     "api",
@@ -19,6 +19,7 @@ const SECTIONS: [&str; 10] = [
     "enforce",
     "detection",
     "quorum",
+    "alerts",
     "testing",
 ];
 
@@ -44,6 +45,8 @@ pub struct Config {
     pub detection: DetectionSection,
     /// `[quorum]`: accusing and voting on quarantines.
     pub quorum: QuorumSection,
+    /// `[alerts]`: webhooks.
+    pub alerts: AlertsSection,
     /// `[testing]`: misbehaviour for demos and tests; never in production.
     pub testing: TestingSection,
 }
@@ -79,6 +82,82 @@ impl Default for QuorumSection {
             quarantine_minutes: 60,
         }
     }
+}
+
+/// `[alerts]`: alert webhooks per the Standard Webhooks spec, through a
+/// durable outbox in the database (`ARCHITECTURE.md`, "Alerts").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSection {
+    /// Node ids (hex) that never alert, on any endpoint. Default none.
+    pub never_alert: Vec<String>,
+    /// One delivery attempt's deadline, ms, 100 to 120,000. Default 10,000.
+    pub timeout_ms: u64,
+    /// First retry delay, ms, 100 to `retry_max_ms`; it doubles per
+    /// attempt, each delay drawn between half and all of it. Default 5,000.
+    pub retry_base_ms: u64,
+    /// Longest delay between attempts, ms, up to 86,400,000. A
+    /// `Retry-After` answer is honoured up to this. Default 3,600,000.
+    pub retry_max_ms: u64,
+    /// Attempts before an alert goes to the dead-letter list, 1 to 100.
+    /// Default 20.
+    pub max_attempts: u32,
+    /// An alert undelivered this long goes to the dead-letter list, hours,
+    /// 1 to 720. Default 72.
+    pub max_age_hours: u64,
+    /// The endpoints, `[[alerts.endpoint]]`. Default none.
+    pub endpoint: Vec<EndpointConfig>,
+}
+
+impl Default for AlertsSection {
+    fn default() -> Self {
+        Self {
+            never_alert: Vec::new(),
+            timeout_ms: 10_000,
+            retry_base_ms: 5_000,
+            retry_max_ms: 3_600_000,
+            max_attempts: 20,
+            max_age_hours: 72,
+            endpoint: Vec::new(),
+        }
+    }
+}
+
+/// One `[[alerts.endpoint]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// A name for lists and logs (letters, digits, `-`, `_`), unique.
+    pub name: String,
+    /// `http://host[:port]/path`.
+    pub url: String,
+    /// File (mode 0600) with one `whsec_` secret per line; every line
+    /// signs, so a receiver can rotate. `sentinel alerts secret FILE`
+    /// makes one.
+    pub secrets_file: PathBuf,
+    /// Event types sent (`node.quarantined`, ...). Default all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Lowest severity sent: `info`, `warning`, `high`, `critical`.
+    /// Default `info`.
+    #[serde(default = "info")]
+    pub min_severity: crate::webhook::Severity,
+    /// `standard` (`{type, timestamp, data}`) or `slack` (`{text}`).
+    /// Default `standard`.
+    #[serde(default)]
+    pub template: crate::webhook::Template,
+    /// Deliver to loopback, private and link-local addresses. Default
+    /// false (the URL's name is resolved at every attempt and those
+    /// addresses are refused, so DNS cannot point it inside).
+    #[serde(default)]
+    pub allow_private: bool,
+    /// Node ids (hex) that never alert on this endpoint. Default none.
+    #[serde(default)]
+    pub never_alert: Vec<String>,
+}
+
+fn info() -> crate::webhook::Severity {
+    crate::webhook::Severity::Info
 }
 
 /// `[testing]`: makes this sentinel misbehave so that a demo or a test can
@@ -449,6 +528,7 @@ impl Config {
         .into_iter()
         .chain(cfg.enforce.blocklist_file.as_mut())
         .chain(cfg.enforce.exec_hook.as_mut())
+        .chain(cfg.alerts.endpoint.iter_mut().map(|e| &mut e.secrets_file))
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -650,6 +730,7 @@ impl Config {
                 ),
             });
         }
+        self.validate_alerts()?;
         if let Some(a) = &self.testing.attack
             && a != "flooder"
         {
@@ -663,6 +744,83 @@ impl Config {
                 field: "log.level",
                 message: format!("{:?} is not a tracing filter", self.log.level),
             });
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_alerts(&self) -> Result<(), ConfigError> {
+        let a = &self.alerts;
+        let invalid =
+            |field: &'static str, message: String| ConfigError::Invalid { field, message };
+        let bounds = [
+            ("alerts.timeout_ms", a.timeout_ms, 100, 120_000),
+            ("alerts.retry_max_ms", a.retry_max_ms, 100, 86_400_000),
+            ("alerts.retry_base_ms", a.retry_base_ms, 100, a.retry_max_ms),
+            ("alerts.max_attempts", u64::from(a.max_attempts), 1, 100),
+            ("alerts.max_age_hours", a.max_age_hours, 1, 720),
+        ];
+        for (field, v, lo, hi) in bounds {
+            if v < lo || v > hi {
+                return Err(invalid(field, format!("{v} is outside {lo} to {hi}")));
+            }
+        }
+        let id_ok = |id: &String| id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit());
+        if let Some(bad) = a.never_alert.iter().find(|id| !id_ok(id)) {
+            return Err(invalid(
+                "alerts.never_alert",
+                format!("{bad:?} is not a node id (64 hex digits)"),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for e in &a.endpoint {
+            let name_ok = !e.name.is_empty()
+                && e.name.len() <= 64
+                && e.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !name_ok {
+                return Err(invalid(
+                    "alerts.endpoint.name",
+                    format!("{:?}: 1 to 64 letters, digits, - or _", e.name),
+                ));
+            }
+            if !names.insert(e.name.as_str()) {
+                return Err(invalid(
+                    "alerts.endpoint.name",
+                    format!("{:?} is used twice", e.name),
+                ));
+            }
+            crate::webhook::Target::parse(&e.url)
+                .map_err(|m| invalid("alerts.endpoint.url", format!("endpoint {}: {m}", e.name)))?;
+            if let Some(bad) = e
+                .events
+                .iter()
+                .find(|t| crate::webhook::EventType::from_name(t).is_none())
+            {
+                let known: Vec<&str> = crate::webhook::EventType::ALL
+                    .iter()
+                    .map(|t| t.name())
+                    .collect();
+                return Err(invalid(
+                    "alerts.endpoint.events",
+                    format!(
+                        "endpoint {}: {bad:?} is not an event type ({})",
+                        e.name,
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if let Some(bad) = e.never_alert.iter().find(|id| !id_ok(id)) {
+                return Err(invalid(
+                    "alerts.endpoint.never_alert",
+                    format!(
+                        "endpoint {}: {bad:?} is not a node id (64 hex digits)",
+                        e.name
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -765,6 +923,44 @@ vote_threshold = 0.95
 accusations_per_hour = 12
 # Length of a voted quarantine, minutes (1 to 10080); the same on every member.
 quarantine_minutes = 60
+
+[alerts]
+# Alert webhooks (Standard Webhooks: webhook-id, webhook-timestamp and
+# webhook-signature headers, JSON body). Every alert is committed to the
+# database before it is sent and retried until delivered; the ones that
+# never are stay in a dead-letter list (`sentinel alerts list --dead`,
+# `sentinel alerts retry`). Event types and incident keys: ARCHITECTURE.md,
+# "Alerts".
+# Node ids (hex) that never alert.
+never_alert = []
+# Deadline of one delivery attempt, ms (100 to 120000).
+timeout_ms = 10000
+# Retry delays: first one, ms, doubling up to retry_max_ms, each drawn
+# between half and all of it; Retry-After is honoured up to retry_max_ms.
+retry_base_ms = 5000
+retry_max_ms = 3600000
+# An alert goes to the dead-letter list after this many attempts (1 to 100)
+# or this many hours undelivered (1 to 720).
+max_attempts = 20
+max_age_hours = 72
+# One block per endpoint:
+# [[alerts.endpoint]]
+# name = "ops"
+# url = "http://alerts.example.net/sentinel"
+# # One whsec_ secret per line, mode 0600; make one with
+# # `sentinel alerts secret ops.secret`.
+# secrets_file = "ops.secret"
+# # Event types sent (default all): peer.suspected, accusation.raised,
+# # node.quarantined, quarantine.lifted, proposal.passed, model.changed,
+# # sentinel.degraded.
+# events = ["node.quarantined", "quarantine.lifted"]
+# # Lowest severity sent: info, warning, high, critical.
+# min_severity = "warning"
+# # "standard" or "slack".
+# template = "standard"
+# # Loopback, private and link-local addresses are refused unless this is
+# # true (checked on the address connected to, at every attempt).
+# allow_private = false
 "#
     )
 }

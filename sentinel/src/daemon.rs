@@ -38,11 +38,13 @@ use crate::collect::{HostCollector, HostExtra};
 use crate::config::Config;
 use crate::enforce::{self, Action, Blocked, Hook};
 use crate::metrics::Metrics;
+use crate::outbox::{self, Router};
 use crate::scrape::{Reading, Scraper};
 use crate::store::{
     AccusationRow, CertificateRow, DataDir, SEQUENCE_BLOCK, ScoreRow, Store, TelemetryRow, VoteRow,
 };
 use crate::transport::{self, Authenticator, LinkError, close};
+use crate::webhook::Alert;
 use crate::{AddressBook, now_ms};
 
 /// Bound of the channel from connection tasks to the driver.
@@ -279,6 +281,8 @@ pub struct Shared {
     pub token: String,
     /// Latest model scores of neighbours.
     pub scores: Mutex<Scores>,
+    /// Notified when alerts were committed to the outbox.
+    pub alerts_wake: Arc<tokio::sync::Notify>,
 }
 
 /// What `/v1/scores` shows.
@@ -319,6 +323,8 @@ pub struct Daemon {
     ended_while_down: Vec<CertificateRow>,
     /// The detection model (none when `[detection] enabled = false`).
     scorer: Option<TractScorer>,
+    /// Where alerts go.
+    router: Arc<Router>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -396,6 +402,7 @@ impl Daemon {
             )));
         }
         let addresses = AddressBook::load(&cfg.node.address_book).map_err(ctx("address book"))?;
+        let router = Arc::new(Router::load(&cfg.alerts).map_err(StartError::Msg)?);
         let data = DataDir::lock(&cfg.node.data_dir).map_err(ctx("data dir"))?;
         let mut store = Store::open(&data).map_err(ctx("database"))?;
         let epoch = store.begin_epoch(now_ms()).map_err(ctx("database"))?;
@@ -444,6 +451,7 @@ impl Daemon {
                     .map(|s| format!("{} {}", s.manifest().name, s.manifest().sha256)),
                 latest: BTreeMap::new(),
             }),
+            alerts_wake: Arc::new(tokio::sync::Notify::new()),
         });
         Ok(Self {
             auth: Arc::new(Authenticator {
@@ -461,6 +469,7 @@ impl Daemon {
             endpoint,
             ended_while_down,
             scorer,
+            router,
         })
     }
 
@@ -484,6 +493,7 @@ impl Daemon {
             endpoint,
             ended_while_down,
             scorer,
+            router,
         } = self;
         let me = node.id();
         let started = now_ms();
@@ -503,6 +513,16 @@ impl Daemon {
             Duration::from_millis(cfg.quic.handshake_timeout_ms),
             shared.clone(),
         ));
+        let stop_alerts = Arc::new(AtomicBool::new(false));
+        let alerts = (!router.is_empty()).then(|| {
+            tokio::spawn(outbox::run(
+                shared.clone(),
+                router.clone(),
+                outbox::Policy::of(&cfg.alerts),
+                shared.alerts_wake.clone(),
+                stop_alerts.clone(),
+            ))
+        });
         let (store_tx, store_rx) = std::sync::mpsc::channel::<StoreOp>();
         let store_thread = {
             let shared = shared.clone();
@@ -533,6 +553,8 @@ impl Daemon {
             outside: None,
             scorer,
             quarantine_bytes: (0, 0),
+            router: router.clone(),
+            withheld_degraded: 0,
         };
         d.lift_ended_while_down(&ended_while_down);
         d.sync_enforcement(&node);
@@ -612,6 +634,7 @@ impl Daemon {
                     }
                     let g = guarded.as_ref().map(|g| g.status.clone());
                     d.publish_status(&node, epoch, started, &quic_addr, host_extra, g);
+                    d.check_degraded(node.stats().accusations_withheld_degraded, now_ms());
                 }
             }
             d.flush(&mut node);
@@ -626,6 +649,12 @@ impl Daemon {
         if let Some(task) = scraping {
             task.abort();
         }
+        // An attempt in flight is abandoned; its alert stays pending and is
+        // sent again (same webhook-id) at the next start.
+        stop_alerts.store(true, Ordering::SeqCst);
+        if let Some(task) = alerts {
+            task.abort();
+        }
         endpoint.close(close::SHUTDOWN.into(), b"shutdown");
         drop(d);
         drop(store_tx);
@@ -634,6 +663,12 @@ impl Daemon {
         drop(data);
         info!("stopped");
     }
+}
+
+/// The incident key of a quarantine: the subject and the position of the
+/// fault its certificate proves, the same at every sentinel holding it.
+fn quarantine_key(subject: &NodeId, epoch: u64, sequence: u64) -> String {
+    format!("quarantine/{}/{epoch}/{sequence}", subject.to_hex())
 }
 
 enum StoreOp {
@@ -648,6 +683,8 @@ enum StoreOp {
         subject: String,
         detail: String,
         at_ms: u64,
+        /// Its alerts, one per endpoint that takes it.
+        alerts: Vec<outbox::Queued>,
     },
     Scores(Vec<ScoreRow>),
     Accusation(AccusationRow),
@@ -689,7 +726,14 @@ fn store_loop(
                     subject,
                     detail,
                     at_ms,
-                } => store.incident(at_ms, kind, &subject, &detail),
+                    alerts,
+                } => store
+                    .incident_with_alerts(at_ms, kind, &subject, &detail, &alerts)
+                    .map(|new| {
+                        if new > 0 {
+                            shared.alerts_wake.notify_one();
+                        }
+                    }),
                 StoreOp::Scores(rows) => store.insert_scores(&rows),
                 StoreOp::Accusation(row) => store.save_accusation(&row),
                 StoreOp::AccusationClosed { hash, state, seats } => {
@@ -737,6 +781,10 @@ struct Driver<'a> {
     scorer: Option<TractScorer>,
     /// Scoring since start, for the status.
     detection: DetectionStatus,
+    /// Where alerts go.
+    router: Arc<Router>,
+    /// `accusations_withheld_degraded` at the last status.
+    withheld_degraded: u64,
     /// Quarantine traffic (accusations, evidence, votes, certificates)
     /// received and sent since the last host sample, bytes: left out of
     /// the host's network counters (`message::is_quarantine_traffic`).
@@ -1200,12 +1248,13 @@ impl Driver<'_> {
                 self.last_down.insert(peer, why.to_owned());
                 if reason == DownReason::Failed {
                     m.peers_failed.inc();
-                    let _ = self.store_tx.send(StoreOp::Incident {
-                        kind: "peer_failed",
-                        subject: peer.to_hex(),
-                        detail: "declared failed by the failure detector".into(),
-                        at_ms: now,
-                    });
+                    self.incident(
+                        "peer_failed",
+                        peer.to_hex(),
+                        "declared failed by the failure detector".into(),
+                        now,
+                        None,
+                    );
                 }
             }
             Event::Suspected(p) => {
@@ -1237,12 +1286,13 @@ impl Driver<'_> {
                     seats: (0, 0, 0),
                     frame: frame.to_vec(),
                 }));
-                let _ = self.store_tx.send(StoreOp::Incident {
-                    kind: "accused",
-                    subject: subject.to_hex(),
-                    detail: format!("score {score}, committee of {committee}, accusation {hash}"),
-                    at_ms: now,
-                });
+                self.incident(
+                    "accused",
+                    subject.to_hex(),
+                    format!("score {score}, committee of {committee}, accusation {hash}"),
+                    now,
+                    Some(format!("accusation/{hash}")),
+                );
             }
             Event::VoteCast {
                 accuser,
@@ -1277,19 +1327,20 @@ impl Driver<'_> {
                     state,
                     seats,
                 });
-                let _ = self.store_tx.send(StoreOp::Incident {
-                    kind: if certified {
+                self.incident(
+                    if certified {
                         "accusation_certified"
                     } else {
                         "accusation_refused"
                     },
-                    subject: subject.to_hex(),
-                    detail: format!(
+                    subject.to_hex(),
+                    format!(
                         "{} of {} seats yes, {} no; accusation {hash}",
                         seats.0, seats.2, seats.1
                     ),
-                    at_ms: now,
-                });
+                    now,
+                    None,
+                );
             }
             Event::SuspicionRaised {
                 subject,
@@ -1299,21 +1350,29 @@ impl Driver<'_> {
                 m.suspicion_raised.inc();
                 self.detection.suspicions_raised += 1;
                 warn!(peer = %subject, %score, window, "local suspicion raised by model scores");
-                let _ = self.store_tx.send(StoreOp::Incident {
-                    kind: "suspicion_raised",
-                    subject: subject.to_hex(),
-                    detail: format!("score {score} in the window ending at {window}"),
-                    at_ms: now,
-                });
+                // One incident per subject and hour, whichever sentinel
+                // raises it: the mesh's neighbours of a subject send one id.
+                self.incident(
+                    "suspicion_raised",
+                    subject.to_hex(),
+                    format!("score {score} in the window ending at {window}"),
+                    now,
+                    Some(format!(
+                        "suspected/{}/{}",
+                        subject.to_hex(),
+                        now / 3_600_000
+                    )),
+                );
             }
             Event::SuspicionCleared(subject) => {
                 info!(peer = %subject, "local suspicion cleared");
-                let _ = self.store_tx.send(StoreOp::Incident {
-                    kind: "suspicion_cleared",
-                    subject: subject.to_hex(),
-                    detail: String::new(),
-                    at_ms: now,
-                });
+                self.incident(
+                    "suspicion_cleared",
+                    subject.to_hex(),
+                    String::new(),
+                    now,
+                    None,
+                );
             }
             Event::ReportReceived { origin, stamp, .. } => {
                 m.reports_received.inc();
@@ -1337,6 +1396,10 @@ impl Driver<'_> {
                 from,
             } => {
                 let source = from.map_or_else(|| "detected here".to_owned(), |f| f.to_string());
+                let key = node
+                    .quarantine()
+                    .get(&subject)
+                    .map(|e| quarantine_key(&subject, e.proven.epoch, e.proven.sequence));
                 if let Some(e) = node.quarantine().get(&subject) {
                     let row = self.certificate_row(e, &certificate, from);
                     self.store_write(|s| s.save_certificate(&row));
@@ -1346,20 +1409,21 @@ impl Driver<'_> {
                 } else {
                     warn!(subject = %subject, fault = fault.name(), source, "quarantine certificate verified but over the quarantine cap: NOT enforced");
                 }
-                let _ = self.store_tx.send(StoreOp::Incident {
-                    kind: if enforced {
+                self.incident(
+                    if enforced {
                         "quarantined"
                     } else {
                         "quarantine_over_cap"
                     },
-                    subject: subject.to_hex(),
-                    detail: format!(
+                    subject.to_hex(),
+                    format!(
                         "{} certificate, {} bytes, from {source}",
                         fault.name(),
                         certificate.len()
                     ),
-                    at_ms: now,
-                });
+                    now,
+                    key,
+                );
             }
             Event::CertificateReplaced {
                 subject,
@@ -1375,12 +1439,92 @@ impl Driver<'_> {
             Event::QuarantineEnforced(subject) => {
                 warn!(subject = %subject, "held quarantine certificate now under the cap: enforcing");
                 self.store_write(|s| s.set_enforced(&subject.to_hex(), true));
+                let key = self.held_quarantine_key(&subject);
+                self.incident(
+                    "quarantined",
+                    subject.to_hex(),
+                    "held certificate now under the quarantine cap: enforced".into(),
+                    now,
+                    key,
+                );
             }
             Event::QuarantineLifted(subject) => {
                 info!(subject = %subject, "quarantine expired");
                 self.store_write(|s| s.set_enforced(&subject.to_hex(), false));
+                let key = self.held_quarantine_key(&subject);
+                self.incident(
+                    "quarantine_lifted",
+                    subject.to_hex(),
+                    "quarantine expired".into(),
+                    now,
+                    key,
+                );
             }
         }
+    }
+
+    /// Records an incident; if its kind alerts (`outbox::event_of`) and
+    /// it has an incident key, its alert is queued for every endpoint that
+    /// takes it, committed with the incident.
+    fn incident(
+        &self,
+        kind: &'static str,
+        subject: String,
+        detail: String,
+        at_ms: u64,
+        incident: Option<String>,
+    ) {
+        let alerts = match (outbox::event_of(kind), incident) {
+            (Some((event, severity)), Some(incident)) => self.router.route(&Alert {
+                event,
+                severity,
+                subject: subject.clone(),
+                incident,
+                at_ms,
+                detail: detail.clone(),
+                sentinel: self.me.to_hex(),
+            }),
+            _ => Vec::new(),
+        };
+        let _ = self.store_tx.send(StoreOp::Incident {
+            kind,
+            subject,
+            detail,
+            at_ms,
+            alerts,
+        });
+    }
+
+    /// The incident key of the quarantine of `subject` held in the
+    /// database (the certificate's proven position).
+    fn held_quarantine_key(&self, subject: &NodeId) -> Option<String> {
+        let rows = self
+            .shared
+            .store
+            .lock()
+            .ok()?
+            .certificates_of(&subject.to_hex())
+            .ok()?;
+        rows.last()
+            .map(|r| quarantine_key(subject, r.epoch, r.sequence))
+    }
+
+    /// A `sentinel.degraded` alert (one per hour) when this sentinel
+    /// withheld accusations because its own links are failing.
+    fn check_degraded(&mut self, withheld: u64, now: u64) {
+        if withheld > self.withheld_degraded {
+            self.incident(
+                "degraded",
+                self.me.to_hex(),
+                format!(
+                    "{} accusations withheld since start: this sentinel's own links are failing probes",
+                    withheld
+                ),
+                now,
+                Some(format!("degraded/{}/{}", self.me.to_hex(), now / 3_600_000)),
+            );
+        }
+        self.withheld_degraded = withheld;
     }
 
     fn publish_status(

@@ -1,5 +1,5 @@
 //! A small HTTP/1.1 client on hyper: the CLI's calls to the admin API and
-//! the scrape of the guarded node's metrics.
+//! the scrape of the guarded node's metrics (webhooks: [`crate::webhook`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,6 +23,22 @@ pub async fn get(
     token: Option<&str>,
     timeout: Duration,
 ) -> Result<(u16, String), String> {
+    request(addr, host, hyper::Method::GET, path, token, timeout).await
+}
+
+/// Sends a bodiless `method` request for `path` to `addr` with an optional
+/// bearer token; returns the status code and body.
+///
+/// # Errors
+/// Connection, protocol, timeout or oversize-body errors, as text.
+pub async fn request(
+    addr: SocketAddr,
+    host: &str,
+    method: hyper::Method,
+    path: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     tokio::time::timeout(timeout, async {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
@@ -31,7 +47,10 @@ pub async fn get(
             .await
             .map_err(|e| e.to_string())?;
         let driver = tokio::spawn(conn);
-        let mut req = hyper::Request::get(path).header(hyper::header::HOST, host);
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, host);
         if let Some(t) = token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
         }

@@ -18,9 +18,11 @@ pub mod enforce;
 pub mod export;
 pub mod http;
 pub mod metrics;
+pub mod outbox;
 pub mod scrape;
 pub mod store;
 pub mod transport;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

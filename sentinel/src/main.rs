@@ -107,6 +107,12 @@ enum Command {
         #[arg(long, short, default_value = "sentinel.toml")]
         config: PathBuf,
     },
+    /// The alert webhooks' outbox: list, retry the dead-letter list, make
+    /// a secret.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// Start N sentinels on 127.0.0.1 with a fresh genesis; Ctrl-C stops all.
     Devnet {
         /// How many sentinels.
@@ -123,6 +129,41 @@ enum Command {
         /// neighbour 60 times a second) and watch the others vote it out.
         #[arg(long)]
         attack: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertsCommand {
+    /// One line per alert and endpoint, newest first: webhook-id, state,
+    /// attempts, event, subject, last error.
+    List {
+        /// Only the dead-letter list (alerts given up on).
+        #[arg(long, conflicts_with = "pending")]
+        dead: bool,
+        /// Only alerts still being delivered.
+        #[arg(long)]
+        pending: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Config file.
+        #[arg(long, short, default_value = "sentinel.toml")]
+        config: PathBuf,
+    },
+    /// Put dead alerts back in the queue (all of them, or one webhook-id)
+    /// and enable their endpoints again.
+    Retry {
+        /// The webhook-id (`msg_...`); default all dead alerts.
+        id: Option<String>,
+        /// Config file.
+        #[arg(long, short, default_value = "sentinel.toml")]
+        config: PathBuf,
+    },
+    /// Write a new secrets file (mode 0600) holding one fresh `whsec_`
+    /// secret, for `secrets_file` and for the receiver.
+    Secret {
+        /// The file to create (never overwritten).
+        file: PathBuf,
     },
 }
 
@@ -186,6 +227,35 @@ fn main() -> ExitCode {
                 quarantine_minutes,
             } => verify_cert(&file, &roster, model_sha256.as_deref(), quarantine_minutes),
             Command::Incidents { since, config } => incidents(&config, &since).await,
+            Command::Alerts {
+                command:
+                    AlertsCommand::List {
+                        dead,
+                        pending,
+                        limit,
+                        config,
+                    },
+            } => {
+                let state = if dead {
+                    Some("dead")
+                } else if pending {
+                    Some("pending")
+                } else {
+                    None
+                };
+                alerts_list(&config, state, limit).await
+            }
+            Command::Alerts {
+                command: AlertsCommand::Retry { id, config },
+            } => alerts_retry(&config, id.as_deref()).await,
+            Command::Alerts {
+                command: AlertsCommand::Secret { file },
+            } => sentinel::outbox::write_new_secret(&file).map(|()| {
+                println!(
+                    "wrote a new webhook secret to {} (mode 0600); give the same line to the receiver",
+                    file.display()
+                );
+            }),
             Command::Quarantine {
                 command: QuarantineCommand::List { config },
             } => quarantine_list(&config).await,
@@ -383,6 +453,15 @@ async fn show(config: &Path, path: &str) -> Result<(), String> {
 
 /// GET from this sentinel's admin API with its token.
 async fn api_get(cfg: &Config, path: &str) -> Result<serde_json::Value, String> {
+    api_call(cfg, hyper::Method::GET, path).await
+}
+
+/// A request to this sentinel's admin API with its token.
+async fn api_call(
+    cfg: &Config,
+    method: hyper::Method,
+    path: &str,
+) -> Result<serde_json::Value, String> {
     let token = sentinel::daemon::read_api_token(&cfg.node.data_dir).map_err(|e| {
         format!(
             "reading the API token in {}: {e}",
@@ -390,9 +469,10 @@ async fn api_get(cfg: &Config, path: &str) -> Result<serde_json::Value, String> 
         )
     })?;
     let addr = cfg.api.listen;
-    let (code, body) = sentinel::http::get(
+    let (code, body) = sentinel::http::request(
         addr,
         &addr.to_string(),
+        method,
         path,
         Some(&token),
         Duration::from_secs(5),
@@ -428,6 +508,62 @@ async fn incidents(config: &Path, since: &str) -> Result<(), String> {
             r["detail"].as_str().unwrap_or(""),
         );
     }
+    Ok(())
+}
+
+/// `sentinel alerts list`.
+async fn alerts_list(config: &Path, state: Option<&str>, limit: usize) -> Result<(), String> {
+    let cfg = load_config(config)?;
+    let mut path = format!("/v1/alerts?limit={limit}");
+    if let Some(s) = state {
+        path.push_str(&format!("&state={s}"));
+    }
+    let value = api_get(&cfg, &path).await?;
+    let rows = value["alerts"].as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        println!(
+            "no alerts{}",
+            state.map_or(String::new(), |s| format!(" {s}"))
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<36} {:<10} {:<9} {:>8}  {:<18} {:<16} last error",
+        "webhook-id", "endpoint", "state", "attempts", "event", "subject"
+    );
+    for r in &rows {
+        let subject = r["subject"].as_str().unwrap_or("?");
+        println!(
+            "{:<36} {:<10} {:<9} {:>8}  {:<18} {:<16} {}",
+            r["id"].as_str().unwrap_or("?"),
+            r["endpoint"].as_str().unwrap_or("?"),
+            r["state"].as_str().unwrap_or("?"),
+            r["attempts"].as_u64().unwrap_or(0),
+            r["event"].as_str().unwrap_or("?"),
+            subject.get(..16).unwrap_or(subject),
+            r["last_error"].as_str().unwrap_or(""),
+        );
+    }
+    Ok(())
+}
+
+/// `sentinel alerts retry`.
+async fn alerts_retry(config: &Path, id: Option<&str>) -> Result<(), String> {
+    let cfg = load_config(config)?;
+    if let Some(id) = id
+        && !(id.starts_with("msg_") && id[4..].chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(format!("{id:?} is not a webhook-id (msg_ and hex)"));
+    }
+    let path = id.map_or_else(
+        || "/v1/alerts/retry".to_owned(),
+        |id| format!("/v1/alerts/retry?id={id}"),
+    );
+    let value = api_call(&cfg, hyper::Method::POST, &path).await?;
+    println!(
+        "{} alert(s) queued again",
+        value["requeued"].as_u64().unwrap_or(0)
+    );
     Ok(())
 }
 

@@ -13,6 +13,11 @@ struct Reason {
     reason: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptResult {
+    result: &'static str,
+}
+
 /// Every metric the daemon exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -50,6 +55,7 @@ pub struct Metrics {
     /// Votes this sentinel signed.
     pub votes_cast: Counter,
     auth_failures: Family<Reason, Counter>,
+    alert_attempts: Family<AttemptResult, Counter>,
     active: Gauge,
     passive: Gauge,
     connected: Gauge,
@@ -157,6 +163,11 @@ impl Metrics {
                 "Nodes under a quarantine enforced here",
                 Gauge::default()
             ),
+            alert_attempts: reg!(
+                "alert_attempts",
+                "Webhook delivery attempts, by result: delivered, retry, dead (gave up), gone (410: endpoint disabled)",
+                Family::<AttemptResult, Counter>::default()
+            ),
             auth_failures: reg!(
                 "link_auth_failures",
                 "Connections refused during link authentication, by reason",
@@ -226,6 +237,13 @@ impl Metrics {
             ),
             registry,
         }
+    }
+
+    /// Counts a webhook delivery attempt by result.
+    pub fn alert_attempt(&self, result: &'static str) {
+        self.alert_attempts
+            .get_or_create(&AttemptResult { result })
+            .inc();
     }
 
     /// Counts a refused link.

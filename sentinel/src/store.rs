@@ -5,7 +5,8 @@
 //! restore or snapshot makes the sentinel sign two contents under one
 //! (epoch, sequence)), peers seen, telemetry received (the signed frame and
 //! features derived from it), incidents, and the quarantine certificates
-//! held. Later issues add votes and the alert outbox as new migrations.
+//! held. Later issues add their tables as new migrations; the alert outbox is
+//! [`crate::outbox`].
 
 use std::fs::File;
 use std::io::Write;
@@ -107,6 +108,31 @@ const MIGRATIONS: &[&str] = &[
          frame BLOB NOT NULL
      ) STRICT;
      CREATE INDEX votes_at ON votes (at_ms);",
+    // 7: the alert outbox, one row per (webhook-id, endpoint), and the
+    // endpoints a 410 answer disabled.
+    "CREATE TABLE alerts (
+         id TEXT NOT NULL,
+         endpoint TEXT NOT NULL,
+         event TEXT NOT NULL,
+         severity TEXT NOT NULL,
+         subject TEXT NOT NULL,
+         incident TEXT NOT NULL,
+         created_ms INTEGER NOT NULL,
+         body BLOB NOT NULL,
+         state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+         attempts INTEGER NOT NULL DEFAULT 0,
+         next_ms INTEGER NOT NULL,
+         last_status INTEGER,
+         last_error TEXT,
+         done_ms INTEGER,
+         PRIMARY KEY (id, endpoint)
+     ) STRICT;
+     CREATE INDEX alerts_due ON alerts (state, next_ms);
+     CREATE TABLE alert_endpoints (
+         name TEXT PRIMARY KEY,
+         disabled_ms INTEGER NOT NULL,
+         reason TEXT NOT NULL
+     ) STRICT;",
 ];
 
 /// One accusation this sentinel made.
@@ -360,15 +386,15 @@ pub struct CertificateRow {
 /// The database.
 #[derive(Debug)]
 pub struct Store {
-    db: Connection,
+    pub(crate) db: Connection,
     path: PathBuf,
 }
 
-fn to_i64(v: u64) -> i64 {
+pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn to_u64(v: i64) -> u64 {
+pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
