@@ -65,6 +65,24 @@ const RATIOS: &[(&str, &str, &str, Option<f64>)] = &[
         "sign/envelope_seal",
         None,
     ),
+    (
+        "alert queued with its incident (fsync) / bare SQLite commit (fsync)",
+        "alerts/outbox_queue",
+        "alerts/sqlite_commit",
+        None,
+    ),
+    (
+        "signed webhook delivery / plain POST, same receiver",
+        "alerts/deliver_signed",
+        "alerts/post_plain",
+        None,
+    ),
+    (
+        "alert through the outbox (queue, deliver, record) / bare SQLite commit",
+        "alerts/outbox_end_to_end",
+        "alerts/sqlite_commit",
+        None,
+    ),
 ];
 
 /// Mean time per iteration in nanoseconds, and the 95% confidence interval.
