@@ -557,6 +557,7 @@ impl Daemon {
             withheld_degraded: 0,
         };
         d.lift_ended_while_down(&ended_while_down);
+        d.realert_quarantines();
         d.sync_enforcement(&node);
         node.join(now_ms());
         d.flush(&mut node);
@@ -1088,6 +1089,66 @@ impl Driver<'_> {
                 );
             }
             self.store_write(|s| s.set_enforced(&row.subject, false));
+            if let Ok(id) = NodeId::from_hex(&row.subject) {
+                self.incident(
+                    "quarantine_lifted",
+                    row.subject.clone(),
+                    "quarantine ended while this sentinel was down".into(),
+                    row.until_ms,
+                    Some(quarantine_key(&id, row.epoch, row.sequence)),
+                );
+            }
+        }
+    }
+
+    /// At start: queues (again, if a crash lost it between the
+    /// certificate's commit and the incident's) the `node.quarantined`
+    /// alert of every quarantine still running; one already queued is left
+    /// alone, so nothing is sent twice.
+    fn realert_quarantines(&self) {
+        let now = now_ms();
+        let rows = match self.shared.store.lock().map(|s| s.certificates()) {
+            Ok(Ok(rows)) => rows,
+            _ => return,
+        };
+        let mut queued = Vec::new();
+        for row in rows.iter().filter(|r| r.until_ms > now) {
+            let Ok(id) = NodeId::from_hex(&row.subject) else {
+                continue;
+            };
+            let kind = if row.enforced {
+                "quarantined"
+            } else {
+                "quarantine_over_cap"
+            };
+            let Some((event, severity)) = outbox::event_of(kind) else {
+                continue;
+            };
+            queued.extend(self.router.route(&Alert {
+                event,
+                severity,
+                subject: row.subject.clone(),
+                incident: quarantine_key(&id, row.epoch, row.sequence),
+                at_ms: row.since_ms,
+                detail: format!("{} certificate held since {}", row.fault, row.since_ms),
+                sentinel: self.me.to_hex(),
+            }));
+        }
+        if queued.is_empty() {
+            return;
+        }
+        match self
+            .shared
+            .store
+            .lock()
+            .map(|mut s| s.queue_alerts(now, &queued))
+        {
+            Ok(Ok(n)) if n > 0 => {
+                info!(alerts = n, "queued quarantine alerts a crash had lost");
+                self.shared.alerts_wake.notify_one();
+            }
+            Ok(Err(e)) => warn!(error = %e, "queueing quarantine alerts at start failed"),
+            _ => {}
         }
     }
 

@@ -104,6 +104,32 @@ pub struct Queued {
     pub body: Vec<u8>,
 }
 
+fn insert_alerts(
+    tx: &rusqlite::Transaction<'_>,
+    at_ms: u64,
+    alerts: &[Queued],
+) -> Result<usize, StoreError> {
+    let mut new = 0;
+    for q in alerts {
+        new += tx.execute(
+            "INSERT OR IGNORE INTO alerts (id, endpoint, event, severity, subject, incident,
+                 created_ms, body, state, next_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?7)",
+            params![
+                q.alert.id(),
+                q.endpoint,
+                q.alert.event.name(),
+                q.alert.severity.name(),
+                q.alert.subject,
+                q.alert.incident,
+                to_i64(at_ms),
+                q.body,
+            ],
+        )?;
+    }
+    Ok(new)
+}
+
 impl Store {
     /// Records an incident and queues its alerts, in one transaction.
     /// Returns how many alerts were new (an id already queued for an
@@ -124,24 +150,21 @@ impl Store {
             "INSERT INTO incidents (at_ms, kind, subject, detail) VALUES (?1, ?2, ?3, ?4)",
             params![to_i64(at_ms), kind, subject, detail],
         )?;
-        let mut new = 0;
-        for q in alerts {
-            new += tx.execute(
-                "INSERT OR IGNORE INTO alerts (id, endpoint, event, severity, subject, incident,
-                     created_ms, body, state, next_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?7)",
-                params![
-                    q.alert.id(),
-                    q.endpoint,
-                    q.alert.event.name(),
-                    q.alert.severity.name(),
-                    q.alert.subject,
-                    q.alert.incident,
-                    to_i64(at_ms),
-                    q.body,
-                ],
-            )?;
-        }
+        let new = insert_alerts(&tx, at_ms, alerts)?;
+        tx.commit()?;
+        Ok(new)
+    }
+
+    /// Queues alerts without an incident row: the repair at start for
+    /// incidents whose alert a crash may have caught between the state
+    /// change (a certificate stored) and the incident's commit. An alert
+    /// already queued is not queued again. Returns how many were new.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn queue_alerts(&mut self, at_ms: u64, alerts: &[Queued]) -> Result<usize, StoreError> {
+        let tx = self.db.transaction()?;
+        let new = insert_alerts(&tx, at_ms, alerts)?;
         tx.commit()?;
         Ok(new)
     }

@@ -276,6 +276,42 @@ fn alerts_survive_a_down_receiver_and_a_sigkill_and_arrive_verified_once_per_inc
         .filter_map(|a| a["last_error"].as_str())
         .collect();
     assert!(reasons.iter().any(|r| r.contains("410")), "{reasons:?}");
+    // A crash between a certificate's commit and its alert's: the alert
+    // rows of one sentinel are removed while it is stopped; at start it
+    // queues the quarantine's alert again, under the same id.
+    let lost = &honest[2];
+    let id_before = alerts(&rt, lost)
+        .iter()
+        .find(|a| a["event"] == "node.quarantined" && a["endpoint"] == "ops")
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    common::terminate(&mut procs[2]);
+    rusqlite::Connection::open(lost.dir.join("data/sentinel.db"))
+        .unwrap()
+        .execute("DELETE FROM alerts", [])
+        .unwrap();
+    procs[2] = start(lost, &env);
+    wait_for(
+        "the restarted sentinel to deliver the quarantine alert again",
+        Duration::from_secs(60),
+        || {
+            alerts(&rt, lost).iter().any(|a| {
+                a["id"] == id_before.as_str() && a["endpoint"] == "ops" && a["state"] == "delivered"
+            })
+        },
+    );
+    let hook_copies = |records: &[Value]| {
+        records
+            .iter()
+            .filter(|r| r["id"] == id_before.as_str() && r["path"] == "/hook" && r["status"] == 204)
+            .count()
+    };
+    let now_received: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hook_copies(&now_received), hook_copies(&received) + 1);
     // The dead-letter list through the CLI.
     let out = Command::new(env!("CARGO_BIN_EXE_sentinel"))
         .args(["alerts", "list", "--dead", "--config"])
