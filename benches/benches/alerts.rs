@@ -22,7 +22,9 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sentinel::outbox::{Decision, Queued};
 use sentinel::store::{DataDir, Store};
-use sentinel::webhook::{Alert, EventType, Outcome, Secret, Severity, Target, Template};
+use sentinel::webhook::{
+    Alert, Destination, EventType, Outcome, Secret, Severity, Target, Template,
+};
 
 fn alert(n: u64) -> Alert {
     Alert {
@@ -130,7 +132,11 @@ fn outbox(c: &mut Criterion) {
         .build()
         .unwrap();
     let addr = receiver(&rt);
-    let target = Target::parse(&format!("http://{addr}/hook")).unwrap();
+    let target = Destination {
+        target: Target::parse(&format!("http://{addr}/hook")).unwrap(),
+        allow_private: true,
+        tls: None,
+    };
     let secrets = [Secret::generate().unwrap()];
     let timeout = Duration::from_secs(5);
     g.bench_function("post_plain", |b| {
@@ -151,7 +157,7 @@ fn outbox(c: &mut Criterion) {
     g.bench_function("deliver_signed", |b| {
         b.iter(|| {
             let o = rt.block_on(sentinel::webhook::deliver(
-                &target, true, &secrets, "msg_1", &body, timeout,
+                &target, &secrets, "msg_1", &body, timeout,
             ));
             assert_eq!(o, Outcome::Delivered(204));
         });
@@ -167,7 +173,7 @@ fn outbox(c: &mut Criterion) {
             let due = store.due_alerts(u64::MAX / 2, 1).unwrap();
             let a = &due[0];
             let o = rt.block_on(sentinel::webhook::deliver(
-                &target, true, &secrets, &a.id, &a.body, timeout,
+                &target, &secrets, &a.id, &a.body, timeout,
             ));
             let Outcome::Delivered(status) = o else {
                 panic!("{o:?}")

@@ -129,8 +129,13 @@ impl Default for AlertsSection {
 pub struct EndpointConfig {
     /// A name for lists and logs (letters, digits, `-`, `_`), unique.
     pub name: String,
-    /// `http://host[:port]/path`.
+    /// `https://host[:port]/path` (TLS 1.3, the certificate checked
+    /// against the system's CAs and `ca_file`) or `http://...`.
     pub url: String,
+    /// PEM file of CA certificates trusted for this endpoint besides the
+    /// system's (a private CA). Default none.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// File (mode 0600) with one `whsec_` secret per line; every line
     /// signs, so a receiver can rotate. `sentinel alerts secret FILE`
     /// makes one.
@@ -528,8 +533,12 @@ impl Config {
         .into_iter()
         .chain(cfg.enforce.blocklist_file.as_mut())
         .chain(cfg.enforce.exec_hook.as_mut())
-        .chain(cfg.alerts.endpoint.iter_mut().map(|e| &mut e.secrets_file))
-        {
+        .chain(
+            cfg.alerts
+                .endpoint
+                .iter_mut()
+                .flat_map(|e| std::iter::once(&mut e.secrets_file).chain(e.ca_file.as_mut())),
+        ) {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -946,7 +955,10 @@ max_age_hours = 72
 # One block per endpoint:
 # [[alerts.endpoint]]
 # name = "ops"
-# url = "http://alerts.example.net/sentinel"
+# # https (TLS 1.3, checked against the system's CAs) or http.
+# url = "https://alerts.example.net/sentinel"
+# # PEM CA certificates trusted besides the system's (a private CA).
+# ca_file = "alerts-ca.pem"
 # # One whsec_ secret per line, mode 0600; make one with
 # # `sentinel alerts secret ops.secret`.
 # secrets_file = "ops.secret"

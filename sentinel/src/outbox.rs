@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use crate::config::{AlertsSection, EndpointConfig};
 use crate::daemon::Shared;
 use crate::store::{Store, StoreError, to_i64, to_u64};
-use crate::webhook::{self, Alert, EventType, Outcome, Secret, Target};
+use crate::webhook::{self, Alert, Destination, EventType, Outcome, Secret, Target};
 
 /// Rows delivered at once (concurrently) per round.
 const BATCH: usize = 16;
@@ -427,8 +427,8 @@ impl Policy {
 pub struct Endpoint {
     /// The config block.
     pub cfg: EndpointConfig,
-    /// The parsed URL.
-    pub target: Target,
+    /// Where and how it is reached.
+    pub dest: Destination,
     /// The signing secrets.
     pub secrets: Vec<Secret>,
 }
@@ -514,9 +514,19 @@ impl Router {
             .iter()
             .map(|e| {
                 let ctx = |m: String| format!("alert endpoint {}: {m}", e.name);
+                let target = Target::parse(&e.url).map_err(ctx)?;
+                let tls = if target.tls {
+                    Some(webhook::tls_config(e.ca_file.as_deref()).map_err(ctx)?)
+                } else {
+                    None
+                };
                 Ok(Endpoint {
                     cfg: e.clone(),
-                    target: Target::parse(&e.url).map_err(ctx)?,
+                    dest: Destination {
+                        target,
+                        allow_private: e.allow_private,
+                        tls,
+                    },
                     secrets: read_secrets(&e.secrets_file).map_err(ctx)?,
                 })
             })
@@ -630,15 +640,7 @@ pub async fn run(
             set.spawn(async move {
                 let outcome = match router.endpoint(&a.endpoint) {
                     Some(e) => {
-                        webhook::deliver(
-                            &e.target,
-                            e.cfg.allow_private,
-                            &e.secrets,
-                            &a.id,
-                            &a.body,
-                            policy.timeout,
-                        )
-                        .await
+                        webhook::deliver(&e.dest, &e.secrets, &a.id, &a.body, policy.timeout).await
                     }
                     None => {
                         Outcome::Failed(format!("endpoint {} is no longer configured", a.endpoint))
@@ -918,6 +920,7 @@ mod tests {
                 min_severity: min,
                 template: Template::Slack,
                 allow_private: false,
+                ca_file: None,
                 never_alert: never.to_vec(),
             };
         let quiet = "ef".repeat(32);

@@ -13,6 +13,8 @@
 //! receiver rotating its secret accepts either).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -297,9 +299,12 @@ pub enum Template {
     Slack,
 }
 
-/// Where an endpoint is: `http://host[:port]/path`.
+/// Where an endpoint is: `http[s]://host[:port]/path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// `https`: TLS 1.3, the server's certificate checked against the
+    /// trusted CAs for `host`.
+    pub tls: bool,
     /// Host name or address literal (no brackets).
     pub host: String,
     /// Port.
@@ -314,21 +319,17 @@ impl Target {
     /// Parses an endpoint URL.
     ///
     /// # Errors
-    /// Not an absolute `http://` URL, user info in it, or a bad port.
+    /// Not an absolute `http://` or `https://` URL, user info in it, or a
+    /// bad port.
     pub fn parse(url: &str) -> Result<Self, String> {
         let uri: hyper::Uri = url
             .parse()
-            .map_err(|e| format!("{url:?} is not an http:// URL ({e})"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(format!(
-                    "{url:?}: https endpoints are not supported yet; relay through an http \
-                     endpoint on a host you trust"
-                ));
-            }
-            _ => return Err(format!("{url:?} is not an http:// URL")),
-        }
+            .map_err(|e| format!("{url:?} is not an http:// or https:// URL ({e})"))?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(format!("{url:?} is not an http:// or https:// URL")),
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| format!("{url:?} has no host"))?;
@@ -344,8 +345,9 @@ impl Target {
             return Err(format!("{url:?} has no host"));
         }
         Ok(Self {
+            tls,
             host,
-            port: authority.port_u16().unwrap_or(80),
+            port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
             path: uri
                 .path_and_query()
                 .map_or("/", hyper::http::uri::PathAndQuery::as_str)
@@ -389,6 +391,57 @@ fn public_v6(ip: Ipv6Addr) -> bool {
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00
         || (first & 0xffc0) == 0xfe80)
+}
+
+/// The TLS client settings of https endpoints: TLS 1.3 on aws-lc-rs, the
+/// system's trusted CAs (`/etc/ssl/certs` and the like) and the PEM
+/// certificates in `ca_file` if given (a private CA).
+///
+/// # Errors
+/// An unreadable or empty `ca_file`, or no trusted CA at all.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no PEM certificate in it", path.display()));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    } else if added == 0 {
+        return Err(
+            "no trusted CA certificates on this system (install ca-certificates, or set \
+             ca_file for this endpoint)"
+                .into(),
+        );
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Where and how one endpoint is reached.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// The URL.
+    pub target: Target,
+    /// Loopback, private and link-local addresses allowed.
+    pub allow_private: bool,
+    /// TLS settings (https endpoints).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// What one delivery attempt came to.
@@ -446,19 +499,15 @@ async fn connect(
 
 /// One signed delivery attempt of `body` with `id`, within `timeout`.
 pub async fn deliver(
-    target: &Target,
-    allow_private: bool,
+    dest: &Destination,
     secrets: &[Secret],
     id: &str,
     body: &[u8],
     timeout: Duration,
 ) -> Outcome {
+    let target = &dest.target;
     let attempt = async {
-        let (stream, addr) = connect(target, allow_private).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let driver = tokio::spawn(conn);
+        let (stream, addr) = connect(target, dest.allow_private).await?;
         let timestamp = crate::now_ms() / 1000;
         let req = hyper::Request::post(target.path.as_str())
             .header(hyper::header::HOST, target.authority.as_str())
@@ -469,27 +518,22 @@ pub async fn deliver(
             .header("webhook-signature", signature(secrets, id, timestamp, body))
             .body(Full::new(Bytes::copy_from_slice(body)))
             .map_err(|e| e.to_string())?;
-        let resp = sender
-            .send_request(req)
+        if !target.tls {
+            return exchange(stream, req)
+                .await
+                .map_err(|e| format!("{addr}: {e}"));
+        }
+        let config = dest
+            .tls
+            .clone()
+            .ok_or_else(|| "https endpoint without TLS settings".to_owned())?;
+        let name = rustls_pki_types::ServerName::try_from(target.host.clone())
+            .map_err(|e| format!("{}: {e}", target.host))?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
             .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let status = resp.status().as_u16();
-        let retry_after_s = resp
-            .headers()
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        // Read (a bounded part of) the answer so the exchange completes.
-        let _ = Limited::new(resp.into_body(), MAX_RESPONSE).collect().await;
-        driver.abort();
-        Ok::<_, String>(if (200..300).contains(&status) {
-            Outcome::Delivered(status)
-        } else {
-            Outcome::Refused {
-                status,
-                retry_after_s,
-            }
-        })
+            .map_err(|e| format!("TLS with {addr} ({}): {e}", target.host))?;
+        exchange(tls, req).await.map_err(|e| format!("{addr}: {e}"))
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(o)) => o,
@@ -499,6 +543,35 @@ pub async fn deliver(
             target.authority
         )),
     }
+}
+
+/// One HTTP/1.1 request and its answer over `stream`.
+async fn exchange<S>(stream: S, req: hyper::Request<Full<Bytes>>) -> Result<Outcome, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(conn);
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let retry_after_s = resp
+        .headers()
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    // Read (a bounded part of) the answer so the exchange completes.
+    let _ = Limited::new(resp.into_body(), MAX_RESPONSE).collect().await;
+    driver.abort();
+    Ok(if (200..300).contains(&status) {
+        Outcome::Delivered(status)
+    } else {
+        Outcome::Refused {
+            status,
+            retry_after_s,
+        }
+    })
 }
 
 /// Delay before retry number `attempt` (1 for the first retry), ms:
@@ -620,9 +693,11 @@ mod tests {
             ("hooks.example", 8080, "/a/b?c=d")
         );
         assert_eq!(Target::parse("http://[::1]/x").unwrap().host, "::1");
+        let t = Target::parse("https://hooks.example/x").unwrap();
+        assert_eq!((t.tls, t.port), (true, 443));
+        assert!(!Target::parse("http://hooks.example/x").unwrap().tls);
         for (bad, says) in [
             ("ftp://x/", "not an http"),
-            ("https://x/", "https"),
             ("http://user:pw@x/", "user info"),
             ("hooks.example/x", "not an http"),
         ] {
@@ -676,7 +751,8 @@ mod tests {
             let secret = [Secret::generate().unwrap()];
             for host in ["127.0.0.1", "localhost"] {
                 let t = Target::parse(&format!("http://{host}:{port}/x")).unwrap();
-                let o = deliver(&t, false, &secret, "msg_1", b"{}", Duration::from_secs(2)).await;
+                let d = Destination { target: t, allow_private: false, tls: None };
+                let o = deliver(&d, &secret, "msg_1", b"{}", Duration::from_secs(2)).await;
                 let Outcome::Failed(e) = o else {
                     panic!("{host}: {o:?}")
                 };
@@ -698,13 +774,98 @@ mod tests {
                 String::from_utf8_lossy(&buf[..n]).into_owned()
             });
             let t = Target::parse(&format!("http://127.0.0.1:{port}/x")).unwrap();
-            let o = deliver(&t, true, &secret, "msg_1", b"{}", Duration::from_secs(2)).await;
+            let d = Destination { target: t, allow_private: true, tls: None };
+            let o = deliver(&d, &secret, "msg_1", b"{}", Duration::from_secs(2)).await;
             assert_eq!(o, Outcome::Refused { status: 429, retry_after_s: Some(7) });
             let request = server.await.unwrap().to_lowercase();
             for h in ["webhook-id: msg_1", "webhook-timestamp: ", "webhook-signature: v1,"] {
                 assert!(request.contains(h), "{request}");
             }
         });
+    }
+
+    /// An https endpoint signed by a private CA: delivered with that CA in
+    /// `ca_file`; refused by the TLS check with the system's CAs alone.
+    #[test]
+    fn https_endpoints_are_checked_against_the_trusted_cas() {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                loop {
+                    let (tcp, _) = listener.accept().await.unwrap();
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let mut buf = vec![0u8; 4096];
+                        let _ = tls.read(&mut buf).await;
+                        let _ = tls
+                            .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                            .await;
+                        let _ = tls.shutdown().await;
+                    });
+                }
+            });
+            let target = Target::parse(&format!("https://localhost:{port}/hook")).unwrap();
+            let secret = [Secret::generate().unwrap()];
+            let dest = |tls| Destination {
+                target: target.clone(),
+                allow_private: true,
+                tls: Some(tls),
+            };
+            let trusted = dest(tls_config(Some(&ca_file)).unwrap());
+            let o = deliver(&trusted, &secret, "msg_1", b"{}", Duration::from_secs(5)).await;
+            assert_eq!(o, Outcome::Delivered(204));
+            if let Ok(system) = tls_config(None) {
+                let o = deliver(
+                    &dest(system),
+                    &secret,
+                    "msg_1",
+                    b"{}",
+                    Duration::from_secs(5),
+                )
+                .await;
+                let Outcome::Failed(e) = o else {
+                    panic!("{o:?}")
+                };
+                assert!(
+                    e.contains("TLS") && e.to_lowercase().contains("certificate"),
+                    "{e}"
+                );
+            }
+        });
+        assert!(tls_config(Some(&dir.path().join("missing.pem"))).is_err());
     }
 
     #[test]
