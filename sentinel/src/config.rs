@@ -994,6 +994,40 @@ mod tests {
         assert_eq!(toml::to_string(&cfg).unwrap(), toml::to_string(&d).unwrap());
     }
 
+    /// The README's way of adding an endpoint: a block appended to the
+    /// file `sentinel init` writes.
+    #[test]
+    fn an_alert_endpoint_appended_to_the_template_parses_and_bad_ones_say_why() {
+        let listen = "127.0.0.1:7700".parse().unwrap();
+        let api = "127.0.0.1:7780".parse().unwrap();
+        let block = "\n[[alerts.endpoint]]\nname = \"ops\"\nurl = \"https://alerts.example.net/s\"\n\
+                     secrets_file = \"ops.secret\"\nmin_severity = \"warning\"\n";
+        let cfg = Config::parse(&(template(listen, api) + block), no_env()).unwrap();
+        let e = &cfg.alerts.endpoint[0];
+        assert_eq!(
+            (e.name.as_str(), e.min_severity, e.template),
+            (
+                "ops",
+                crate::webhook::Severity::Warning,
+                crate::webhook::Template::Standard
+            )
+        );
+        for (bad, field) in [
+            (block.replace("https://", "ftp://"), "alerts.endpoint.url"),
+            (block.replace("\"ops\"", "\"o p\""), "alerts.endpoint.name"),
+            (block.to_owned() + block, "alerts.endpoint.name"),
+            (
+                block.replace("min_severity", "events = [\"node.banned\"]\nmin_severity"),
+                "alerts.endpoint.events",
+            ),
+        ] {
+            let e = Config::parse(&(template(listen, api) + &bad), no_env())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{e}");
+        }
+    }
+
     #[test]
     fn unknown_keys_and_bad_values_name_the_field() {
         let e = Config::parse(

@@ -903,6 +903,19 @@ mod tests {
         assert_eq!(s.due_alerts(5_000, 10).unwrap().len(), 1);
         assert_eq!(s.retry_alerts(None, 6_000).unwrap(), 2);
         assert_eq!(s.endpoint_disabled("ops").unwrap(), None);
+        // Retention takes finished alerts, never pending ones.
+        let gone = alert("a", Severity::Critical).id();
+        s.record_attempt(&gone, "ops", &Decision::Delivered(200), 7_000)
+            .unwrap();
+        s.prune(7_000 + 3_600_000 + 1, 3_600_000, u64::MAX).unwrap();
+        let left: Vec<String> = s
+            .alerts(None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(left.len(), 2);
+        assert!(!left.contains(&gone));
     }
 
     #[test]

@@ -1085,6 +1085,12 @@ impl Store {
             "DELETE FROM certificates WHERE until_ms < ?1",
             [to_i64(now_ms.saturating_sub(retention_ms))],
         )? as u64;
+        // Alerts delivered or given up on longer ago than the retention
+        // (pending ones stay whatever their age).
+        deleted += self.db.execute(
+            "DELETE FROM alerts WHERE state != 'pending' AND done_ms < ?1",
+            [to_i64(now_ms.saturating_sub(retention_ms))],
+        )? as u64;
         while self.size_bytes()? > max_bytes {
             let n = self.telemetry_count()?;
             if n == 0 {
