@@ -739,55 +739,69 @@ mod tests {
     /// The guard is checked on the resolved address at send time: a name
     /// that resolves to loopback (here `localhost`) is refused like the
     /// literal, and nothing connects, unless the endpoint allows it.
-    #[test]
-    fn delivery_to_internal_addresses_is_refused_unless_allowed() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            let secret = [Secret::generate().unwrap()];
-            for host in ["127.0.0.1", "localhost"] {
-                let t = Target::parse(&format!("http://{host}:{port}/x")).unwrap();
-                let d = Destination { target: t, allow_private: false, tls: None };
-                let o = deliver(&d, &secret, "msg_1", b"{}", Duration::from_secs(2)).await;
-                let Outcome::Failed(e) = o else {
-                    panic!("{host}: {o:?}")
-                };
-                assert!(e.contains("refused") && e.contains("allow_private"), "{e}");
-            }
-            let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
-            assert!(accepted.is_err(), "the guard let a connection through");
-            // Allowed: a real request arrives, with the three headers.
-            let server = tokio::spawn(async move {
-                let (mut s, _) = listener.accept().await.unwrap();
-                let mut buf = vec![0u8; 4096];
-                let n = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await.unwrap();
-                tokio::io::AsyncWriteExt::write_all(
-                    &mut s,
-                    b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\ncontent-length: 0\r\n\r\n",
-                )
+    #[tokio::test]
+    async fn delivery_to_internal_addresses_is_refused_unless_allowed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let secret = [Secret::generate().unwrap()];
+        for host in ["127.0.0.1", "localhost"] {
+            let t = Target::parse(&format!("http://{host}:{port}/x")).unwrap();
+            let d = Destination {
+                target: t,
+                allow_private: false,
+                tls: None,
+            };
+            let o = deliver(&d, &secret, "msg_1", b"{}", Duration::from_secs(2)).await;
+            let Outcome::Failed(e) = o else {
+                panic!("{host}: {o:?}")
+            };
+            assert!(e.contains("refused") && e.contains("allow_private"), "{e}");
+        }
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "the guard let a connection through");
+        // Allowed: a real request arrives, with the three headers.
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = tokio::io::AsyncReadExt::read(&mut s, &mut buf)
                 .await
                 .unwrap();
-                String::from_utf8_lossy(&buf[..n]).into_owned()
-            });
-            let t = Target::parse(&format!("http://127.0.0.1:{port}/x")).unwrap();
-            let d = Destination { target: t, allow_private: true, tls: None };
-            let o = deliver(&d, &secret, "msg_1", b"{}", Duration::from_secs(2)).await;
-            assert_eq!(o, Outcome::Refused { status: 429, retry_after_s: Some(7) });
-            let request = server.await.unwrap().to_lowercase();
-            for h in ["webhook-id: msg_1", "webhook-timestamp: ", "webhook-signature: v1,"] {
-                assert!(request.contains(h), "{request}");
-            }
+            tokio::io::AsyncWriteExt::write_all(
+                &mut s,
+                b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\ncontent-length: 0\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
         });
+        let t = Target::parse(&format!("http://127.0.0.1:{port}/x")).unwrap();
+        let d = Destination {
+            target: t,
+            allow_private: true,
+            tls: None,
+        };
+        let o = deliver(&d, &secret, "msg_1", b"{}", Duration::from_secs(2)).await;
+        assert_eq!(
+            o,
+            Outcome::Refused {
+                status: 429,
+                retry_after_s: Some(7)
+            }
+        );
+        let request = server.await.unwrap().to_lowercase();
+        for h in [
+            "webhook-id: msg_1",
+            "webhook-timestamp: ",
+            "webhook-signature: v1,",
+        ] {
+            assert!(request.contains(h), "{request}");
+        }
     }
 
     /// An https endpoint signed by a private CA: delivered with that CA in
     /// `ca_file`; refused by the TLS check with the system's CAs alone.
-    #[test]
-    fn https_endpoints_are_checked_against_the_trusted_cas() {
+    #[tokio::test]
+    async fn https_endpoints_are_checked_against_the_trusted_cas() {
         use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -812,59 +826,53 @@ mod tests {
             )
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            tokio::spawn(async move {
-                loop {
-                    let (tcp, _) = listener.accept().await.unwrap();
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
-                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                        let Ok(mut tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        let mut buf = vec![0u8; 4096];
-                        let _ = tls.read(&mut buf).await;
-                        let _ = tls
-                            .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
-                            .await;
-                        let _ = tls.shutdown().await;
-                    });
-                }
-            });
-            let target = Target::parse(&format!("https://localhost:{port}/hook")).unwrap();
-            let secret = [Secret::generate().unwrap()];
-            let dest = |tls| Destination {
-                target: target.clone(),
-                allow_private: true,
-                tls: Some(tls),
-            };
-            let trusted = dest(tls_config(Some(&ca_file)).unwrap());
-            let o = deliver(&trusted, &secret, "msg_1", b"{}", Duration::from_secs(5)).await;
-            assert_eq!(o, Outcome::Delivered(204));
-            if let Ok(system) = tls_config(None) {
-                let o = deliver(
-                    &dest(system),
-                    &secret,
-                    "msg_1",
-                    b"{}",
-                    Duration::from_secs(5),
-                )
-                .await;
-                let Outcome::Failed(e) = o else {
-                    panic!("{o:?}")
-                };
-                assert!(
-                    e.contains("TLS") && e.to_lowercase().contains("certificate"),
-                    "{e}"
-                );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = vec![0u8; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
             }
         });
+        let target = Target::parse(&format!("https://localhost:{port}/hook")).unwrap();
+        let secret = [Secret::generate().unwrap()];
+        let dest = |tls| Destination {
+            target: target.clone(),
+            allow_private: true,
+            tls: Some(tls),
+        };
+        let trusted = dest(tls_config(Some(&ca_file)).unwrap());
+        let o = deliver(&trusted, &secret, "msg_1", b"{}", Duration::from_secs(5)).await;
+        assert_eq!(o, Outcome::Delivered(204));
+        if let Ok(system) = tls_config(None) {
+            let o = deliver(
+                &dest(system),
+                &secret,
+                "msg_1",
+                b"{}",
+                Duration::from_secs(5),
+            )
+            .await;
+            let Outcome::Failed(e) = o else {
+                panic!("{o:?}")
+            };
+            assert!(
+                e.contains("TLS") && e.to_lowercase().contains("certificate"),
+                "{e}"
+            );
+        }
         assert!(tls_config(Some(&dir.path().join("missing.pem"))).is_err());
     }
 
