@@ -649,18 +649,31 @@ pub async fn run(
                 (a, outcome)
             });
         }
+        let mut unrecorded = false;
         while let Some(done) = set.join_next().await {
             let Ok((a, outcome)) = done else { continue };
-            settle(&shared, &router, &policy, &a, &outcome);
+            unrecorded |= !settle(&shared, &router, &policy, &a, &outcome);
+        }
+        if unrecorded {
+            // The database refused an outcome: those alerts are still due;
+            // pause rather than send them again at once.
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }
 
-/// Commits one attempt's outcome (and logs it, without secrets).
-fn settle(shared: &Shared, router: &Router, policy: &Policy, a: &AlertRow, outcome: &Outcome) {
+/// Commits one attempt's outcome (and logs it, without secrets); false if
+/// the database refused it.
+fn settle(
+    shared: &Shared,
+    router: &Router,
+    policy: &Policy,
+    a: &AlertRow,
+    outcome: &Outcome,
+) -> bool {
     let now = crate::now_ms();
     let Ok(mut store) = shared.store.lock() else {
-        return;
+        return false;
     };
     let m = &shared.metrics;
     if matches!(outcome, Outcome::Refused { status: 410, .. }) {
@@ -678,10 +691,10 @@ fn settle(shared: &Shared, router: &Router, policy: &Policy, a: &AlertRow, outco
                 now,
             )
             .and_then(|()| store.disable_endpoint(&a.endpoint, now, &reason));
-        if let Err(e) = r {
+        if let Err(e) = &r {
             warn!(error = %e, "recording an alert attempt failed");
         }
-        return;
+        return r.is_ok();
     }
     let decision = if router.endpoint(&a.endpoint).is_none() {
         Decision::Dead {
@@ -706,8 +719,12 @@ fn settle(shared: &Shared, router: &Router, policy: &Policy, a: &AlertRow, outco
         }
     };
     m.alert_attempt(result);
-    if let Err(e) = store.record_attempt(&a.id, &a.endpoint, &decision, now) {
-        warn!(error = %e, "recording an alert attempt failed");
+    match store.record_attempt(&a.id, &a.endpoint, &decision, now) {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(error = %e, "recording an alert attempt failed");
+            false
+        }
     }
 }
 
