@@ -325,3 +325,64 @@ fn alerts_survive_a_down_receiver_and_a_sigkill_and_arrive_verified_once_per_inc
     );
     drop(procs);
 }
+
+/// A quarantine's end alerts too: `quarantine.lifted` carries the same
+/// incident key as its `node.quarantined` and another webhook-id (another
+/// type and severity). Quarantines here last a minute.
+#[test]
+fn a_quarantine_that_ends_sends_quarantine_lifted_under_its_incident_key() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("hooks.secret");
+    sentinel::outbox::write_new_secret(&secrets).unwrap();
+    let port = free_port();
+    let log = dir.path().join("received.jsonl");
+    let _receiver = receiver(port, &secrets, &log);
+    let nodes = devnet::prepare(dir.path(), "lifted", 5, 0).unwrap();
+    let (honest, flooder) = (&nodes[..4], &nodes[4]);
+    devnet::set_attack(&flooder.config, "flooder").unwrap();
+    add_endpoints(&honest[0], port, &secrets);
+    let env = [("SENTINEL_QUORUM_QUARANTINE_MINUTES", "1")];
+    let _procs: Vec<Proc> = nodes.iter().map(|n| start(n, &env)).collect();
+    let bad = flooder.id.to_hex();
+    let delivered = |event: &str| {
+        alerts(&rt, &honest[0]).into_iter().find(|a| {
+            a["event"] == event
+                && a["subject"] == bad.as_str()
+                && a["endpoint"] == "ops"
+                && a["state"] == "delivered"
+        })
+    };
+    wait_for(
+        "the quarantine alert to be delivered",
+        Duration::from_secs(120),
+        || delivered("node.quarantined").is_some(),
+    );
+    wait_for(
+        "the lift alert to be delivered, a minute later",
+        Duration::from_secs(150),
+        || delivered("quarantine.lifted").is_some(),
+    );
+    let (q, l) = (
+        delivered("node.quarantined").unwrap(),
+        delivered("quarantine.lifted").unwrap(),
+    );
+    assert_eq!(q["incident"], l["incident"]);
+    assert_ne!(q["id"], l["id"]);
+    assert_eq!(l["severity"], "info");
+    let received: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let lifted = received
+        .iter()
+        .find(|r| r["id"] == l["id"] && r["path"] == "/hook")
+        .expect("the receiver got the lift");
+    assert_eq!(lifted["verified"], true);
+    assert_eq!(lifted["payload"]["type"], "quarantine.lifted");
+    assert_eq!(lifted["payload"]["data"]["incident"], q["incident"]);
+}
