@@ -351,7 +351,6 @@ pub fn read_api_token(data_dir: &Path) -> std::io::Result<String> {
 /// # Errors
 /// Filesystem errors.
 pub fn api_token(data_dir: &Path) -> std::io::Result<String> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = data_dir.join("api-token");
     match read_api_token(data_dir) {
         Ok(t) => return Ok(t),
@@ -361,14 +360,21 @@ pub fn api_token(data_dir: &Path) -> std::io::Result<String> {
     let mut bytes = [0u8; 32];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| std::io::Error::other("no randomness"))?;
     let token = hex::encode(bytes);
+    create_private(&path, format!("{token}\n").as_bytes())?;
+    Ok(token)
+}
+
+/// Creates a new file (never overwriting one) readable by its owner only,
+/// writes `contents` and syncs it: the API token, webhook secrets.
+pub(crate) fn create_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)?;
-    std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes())?;
-    f.sync_all()?;
-    Ok(token)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, contents)?;
+    f.sync_all()
 }
 
 /// Why the daemon could not start.

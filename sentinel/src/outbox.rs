@@ -486,20 +486,8 @@ pub fn read_secrets(path: &Path) -> Result<Vec<Secret>, String> {
 /// # Errors
 /// The file exists or cannot be written.
 pub fn write_new_secret(path: &Path) -> Result<(), String> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
     let secret = Secret::generate()?;
-    f.write_all(format!("{}\n", &*secret.to_text()).as_bytes())
-        .and_then(|()| f.sync_all())
+    crate::daemon::create_private(path, format!("{}\n", &*secret.to_text()).as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
