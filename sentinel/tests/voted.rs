@@ -12,7 +12,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Proc, api, start, terminate, wait_for};
+use common::{Proc, api, start, terminate, wait_for, wait_for_mesh};
 use sentinel::devnet::{self, DevNode};
 use serde_json::Value;
 
@@ -48,9 +48,13 @@ fn a_flooding_sentinel_is_voted_out_and_every_honest_one_holds_the_certificate()
     let bad = flooder.id.to_hex();
     let mut procs: Vec<Proc> = nodes.iter().map(|n| start(n, &[])).collect();
 
-    wait_for(
+    // An accusation the committee refuses (members whose own views are
+    // still thin on a slow, loaded machine) is tried again a minute later
+    // (the accusation spacing): three rounds fit.
+    wait_for_mesh(
         "every honest sentinel to enforce a voted certificate against the flooder",
-        Duration::from_secs(120),
+        Duration::from_secs(190),
+        &nodes,
         || {
             honest
                 .iter()
@@ -59,9 +63,10 @@ fn a_flooding_sentinel_is_voted_out_and_every_honest_one_holds_the_certificate()
     );
     // One incident, one certificate: the same bytes everywhere (a second
     // accusation's certificate is replaced by the one that precedes it).
-    wait_for(
+    wait_for_mesh(
         "the honest sentinels to agree on one certificate",
         Duration::from_secs(30),
+        &nodes,
         || {
             let certs: Vec<Option<String>> = honest
                 .iter()

@@ -40,15 +40,74 @@ pub(crate) fn api(rt: &tokio::runtime::Runtime, node: &DevNode, path: &str) -> O
     rt.block_on(node.api_json(path)).ok()
 }
 
-pub(crate) fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+/// Whether `ok` became true within `limit`, asked every 250 ms.
+fn poll(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
         if ok() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    panic!("timed out after {limit:?} waiting for {what}");
+    false
+}
+
+pub(crate) fn wait_for(what: &str, limit: Duration, ok: impl FnMut() -> bool) {
+    assert!(
+        poll(limit, ok),
+        "timed out after {limit:?} waiting for {what}"
+    );
+}
+
+/// As `wait_for`, but a timeout also shows what each of `nodes` logged
+/// about suspicions, accusations, votes and certificates (and every
+/// warning), so a failure on a CI machine can be read without rerunning it.
+pub(crate) fn wait_for_mesh(
+    what: &str,
+    limit: Duration,
+    nodes: &[DevNode],
+    ok: impl FnMut() -> bool,
+) {
+    assert!(
+        poll(limit, ok),
+        "timed out after {limit:?} waiting for {what}\n{}",
+        mesh_log(nodes)
+    );
+}
+
+/// The last lines of each node's log that tell the quarantine story.
+pub(crate) fn mesh_log(nodes: &[DevNode]) -> String {
+    const KEEP: usize = 25;
+    let telling = |l: &&str| {
+        [
+            "WARN",
+            "ERROR",
+            "suspected",
+            "voted",
+            "accusation",
+            "accused",
+            "certificate",
+        ]
+        .iter()
+        .any(|w| l.contains(w))
+    };
+    let mut out = String::new();
+    for n in nodes {
+        let log = log_of(n);
+        let lines: Vec<&str> = log.lines().filter(telling).collect();
+        let from = lines.len().saturating_sub(KEEP);
+        out.push_str(&format!(
+            "--- {} ({} telling lines, last {}):\n",
+            n.id,
+            lines.len(),
+            lines.len() - from
+        ));
+        for l in &lines[from..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 pub(crate) fn log_of(node: &DevNode) -> String {
