@@ -1913,6 +1913,12 @@ async fn reader(
         }
     }
     datagrams.abort();
+    // A link is its one message stream: once that has ended the connection
+    // is closed too, or a peer that finishes its stream would keep the
+    // connection (and one of `max_connections` slots) with no link.
+    if conn.close_reason().is_none() {
+        conn.close(close::SHUTDOWN.into(), b"message stream ended");
+    }
     let _ = tx
         .send(NetEvent::Down {
             peer,
