@@ -782,6 +782,22 @@ mod tests {
             }
             .encode(),
         );
+        // Shuffles and join walks on a stranger's behalf: answered or
+        // passed on, they would send to an id on no roster (the harness
+        // panics on one), found by the `node_messages` fuzz target.
+        for ttl in [0, 1, 3] {
+            let shuffle = Message::Shuffle {
+                origin: stranger,
+                ttl,
+                nodes: vec![friend],
+            };
+            h.inject(friend, 0, &shuffle.encode());
+            let walk = Message::ForwardJoin {
+                joiner: stranger,
+                ttl,
+            };
+            h.inject(friend, 0, &walk.encode());
+        }
         h.run_until(T0 + 40_000);
         assert_eq!(h.node(0).stats().unknown_peer, before + 1);
         assert!(!h.node(0).active_view().contains(&stranger));

@@ -345,7 +345,8 @@ impl Membership {
             }
             Message::ForwardJoin { joiner, ttl } => {
                 let joiner = *joiner;
-                if joiner == self.me || self.left {
+                // A walk for a stranger goes no further than here.
+                if joiner == self.me || self.left || !ctx.admissible(&joiner) {
                     return;
                 }
                 if *ttl == 0 || self.active.len() <= 1 {
@@ -417,7 +418,10 @@ impl Membership {
             }
             Message::Shuffle { origin, ttl, nodes } => {
                 let origin = *origin;
-                if origin == self.me {
+                // Answered (and passed on) only for a member: a shuffle
+                // naming a stranger as its origin would have this node
+                // send its passive view to an id on no roster.
+                if origin == self.me || !ctx.admissible(&origin) {
                     return;
                 }
                 if *ttl > 1
