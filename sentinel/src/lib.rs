@@ -16,6 +16,8 @@ pub mod daemon;
 pub mod devnet;
 pub mod enforce;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod outbox;

@@ -128,7 +128,7 @@ impl Lab {
     fn nft(&self, i: usize, rules: &str) {
         let script = format!("flush ruleset\ntable inet chaos {{\n{rules}\n}}\n");
         let path = std::env::temp_dir().join(format!("{}-{i}.nft", self.tag));
-        std::fs::write(&path, script).unwrap();
+        std::fs::write(&path, script).expect("the rules file is written");
         run(self.exec(i, "nft").arg("-f").arg(&path)).unwrap_or_else(|e| panic!("{e}"));
     }
 
@@ -242,7 +242,7 @@ impl Mesh {
             .create(true)
             .append(true)
             .open(self.nodes[i].dir.join("sentinel.log"))
-            .unwrap();
+            .expect("the log file opens");
         let bin = env!("CARGO_BIN_EXE_sentinel");
         let mut cmd = self.lab.exec(i, bin);
         // libfaketime preloaded into the sentinel itself (the `faketime`
@@ -339,7 +339,7 @@ fn stored(node: &DevNode) -> BTreeMap<(String, u64, u64), Vec<u8>> {
     .expect("the database opens");
     let mut q = db
         .prepare("SELECT origin, epoch, sequence, frame FROM telemetry")
-        .unwrap();
+        .expect("the telemetry table is there");
     q.query_map([], |r| {
         Ok((
             (
@@ -350,9 +350,9 @@ fn stored(node: &DevNode) -> BTreeMap<(String, u64, u64), Vec<u8>> {
             r.get::<_, Vec<u8>>(3)?,
         ))
     })
-    .unwrap()
+    .expect("the query runs")
     .map(|row| {
-        let ((o, e, s), f) = row.unwrap();
+        let ((o, e, s), f) = row.expect("a telemetry row");
         ((o, e.unsigned_abs(), s.unsigned_abs()), f)
     })
     .collect()

@@ -1,5 +1,22 @@
 //! Entry points for fuzz targets (`protocol/fuzz`) and for the test that
 //! replays their committed corpora on stable. Not part of the API.
+//!
+//! - [`envelope_decode`]: envelope and record-proof verification;
+//! - [`decode_all`]: every decoder of wire bytes;
+//! - [`node_messages`]: a node's state machine on scripted traffic;
+//! - [`quorum_tally`]: a voted certificate's count.
+//!
+//! Each has seeds (`*_seeds`, written by the `fuzz_seed_corpus` example)
+//! named `valid-…` or `invalid-…` for what the replay test expects of
+//! them.
+
+mod decode;
+mod node;
+mod tally;
+
+pub use decode::{DECODERS, decode_all, decode_seeds};
+pub use node::{MAX_STEPS, Outcome as NodeOutcome, Step, node_messages, node_seeds, traffic};
+pub use tally::{MAX_VOTES, MEMBERS, flag, quorum_tally, tally_seeds};
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,7 @@
+//! `sentinel_protocol::fuzzing::node_messages` on arbitrary bytes; its committed
+//! corpus replays in `tests/fuzz_corpus.rs`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = sentinel_protocol::fuzzing::node_messages(data);
+});
