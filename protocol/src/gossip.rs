@@ -195,6 +195,13 @@ pub(crate) struct Gossip {
     /// The latest `Seen` per origin ahead of what is held (bounded by
     /// `max_stored_origins`).
     echoes: BTreeMap<NodeId, Echo>,
+    /// For each origin whose report was dropped from `store` (retention or
+    /// capacity) while still inside the time window: its position and issue
+    /// time. A copy that arrives later is a duplicate, not news; without
+    /// this, a report forgotten after `retention_ms` was taken, stored and
+    /// relayed again until the window closed (found by the `node_messages`
+    /// fuzz target).
+    forgotten: BTreeMap<NodeId, ((u64, u64), u64)>,
     next_pull: u64,
     cursor: usize,
 }
@@ -205,6 +212,7 @@ impl Gossip {
             store: BTreeMap::new(),
             awaited: std::collections::VecDeque::new(),
             echoes: BTreeMap::new(),
+            forgotten: BTreeMap::new(),
             next_pull: now + rng.between(1, cfg.pull_interval_ms),
             cursor: 0,
         }
@@ -344,10 +352,14 @@ impl Gossip {
                 .filter(|(o, _)| **o != me)
                 .min_by_key(|(o, s)| (s.received_ms, **o))
                 .map(|(o, _)| *o);
-            if let Some(o) = oldest {
-                self.store.remove(&o);
+            if let Some(o) = oldest
+                && let Some(dropped) = self.store.remove(&o)
+            {
+                self.forgotten
+                    .insert(o, (dropped.position(), dropped.issued_ms));
             }
         }
+        self.forgotten.remove(&origin);
         self.store.insert(origin, stored);
     }
 
@@ -438,6 +450,16 @@ impl Gossip {
             return None;
         }
         let position = (header.stamp.epoch, header.stamp.sequence);
+        if self
+            .forgotten
+            .get(&origin)
+            .is_some_and(|(at, _)| position <= *at)
+        {
+            let link = ctx.link(from);
+            link.cur.duplicates = link.cur.duplicates.saturating_add(1);
+            ctx.stats().duplicates += 1;
+            return None;
+        }
         let held = self.store.get(&origin);
         if origin == me || held.is_some_and(|s| position <= s.position()) {
             // The same position with other signed content is either a
@@ -728,8 +750,16 @@ impl Gossip {
         } else {
             now + cfg.pull_interval_ms
         };
-        self.store
-            .retain(|o, s| *o == me || now.saturating_sub(s.received_ms) < cfg.retention_ms);
+        let forgotten = &mut self.forgotten;
+        self.store.retain(|o, s| {
+            let keep = *o == me || now.saturating_sub(s.received_ms) < cfg.retention_ms;
+            if !keep {
+                forgotten.insert(*o, (s.position(), s.issued_ms));
+            }
+            keep
+        });
+        let max_age = cfg.time_window.max_age_ms;
+        forgotten.retain(|_, (_, issued)| now.saturating_sub(*issued) <= max_age);
         let active: Vec<NodeId> = membership.active().collect();
         if active.is_empty() {
             return;
