@@ -5,17 +5,20 @@
 //! namespaces: each sentinel's API listens on its own namespace's loopback
 //! and is read through the real CLI (`ip netns exec … sentinel status`).
 //!
-//! One scenario, bounded in time, with faults one after another: SIGKILL
+//! One scenario, bounded in time: five honest sentinels vote out a sixth
+//! that floods them, then go through faults one after another: SIGKILL
 //! and restart, SIGSTOP and SIGCONT, a partition and its heal, a bandwidth
 //! cap and random loss, a restart under a clock 20 s fast (`faketime`),
 //! and a full disk under one sentinel's data directory. After each fault
 //! the mesh must re-converge (every sentinel holds a fresh report from
 //! every other), and at the end:
-//! - no sentinel was quarantined, and none detected an equivocation;
+//! - no honest sentinel was quarantined (every one holds the flooder's
+//!   certificate), and none detected an equivocation;
 //! - no two different frames were stored anywhere under one (origin,
 //!   epoch, sequence), and a restarted sentinel always took a newer epoch;
-//! - nothing a sentinel had stored before it was killed, or before its
-//!   disk filled, is lost.
+//! - nothing a sentinel had stored before it was killed (reports, the
+//!   certificate, its votes, the alerts waiting in its outbox), or before
+//!   its disk filled, is lost.
 //!
 //! Needs root, `ip` and `tc` (iproute2), `nft` (nftables) and libfaketime
 //! (`.ci/run` installs them). Without them it fails, naming what is
@@ -358,6 +361,20 @@ fn stored(node: &DevNode) -> BTreeMap<(String, u64, u64), Vec<u8>> {
     .collect()
 }
 
+/// The first column of `sql`'s rows in node `dir`'s database, as text.
+fn rows(node: &DevNode, sql: &str) -> std::collections::BTreeSet<String> {
+    let db = rusqlite::Connection::open_with_flags(
+        node.dir.join("data/sentinel.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("the database opens");
+    let mut q = db.prepare(sql).expect("a valid query");
+    q.query_map([], |r| r.get::<_, String>(0))
+        .expect("the query runs")
+        .map(|r| r.expect("a row"))
+        .collect()
+}
+
 fn assert_kept(before: &BTreeMap<(String, u64, u64), Vec<u8>>, node: &DevNode, when: &str) {
     let after = stored(node);
     let lost = before.keys().filter(|k| !after.contains_key(*k)).count();
@@ -370,10 +387,34 @@ fn assert_kept(before: &BTreeMap<(String, u64, u64), Vec<u8>>, node: &DevNode, w
     reason = "one scenario: each fault, then its checks"
 )]
 fn the_mesh_survives_kills_pauses_partitions_bad_links_skew_and_a_full_disk() {
-    const N: usize = 5;
+    // Five honest sentinels and a flooder, which the others vote out.
+    const N: usize = 6;
+    const FLOODER: usize = 5;
     let mut lab = Lab::new(N);
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = devnet::prepare(dir.path(), "chaos", N, 0).unwrap();
+    devnet::set_attack(&nodes[FLOODER].config, "flooder").unwrap();
+    // Node 1 alerts an endpoint nobody answers: its alerts wait in the
+    // outbox.
+    let secret = nodes[1].dir.join("hook.secret");
+    run(Command::new(env!("CARGO_BIN_EXE_sentinel"))
+        .args(["alerts", "secret"])
+        .arg(&secret))
+    .unwrap();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&nodes[1].config)
+            .unwrap();
+        write!(
+            f,
+            "\n[[alerts.endpoint]]\nname = \"nobody\"\nurl = \"http://10.77.0.99:9/hook\"\n\
+             secrets_file = {:?}\nallow_private = true\n",
+            secret.display().to_string()
+        )
+        .unwrap();
+    }
     // Each sentinel listens on its namespace's address; its API stays on
     // that namespace's loopback.
     let mut text = BTreeMap::new();
@@ -405,19 +446,62 @@ fn the_mesh_survives_kills_pauses_partitions_bad_links_skew_and_a_full_disk() {
     for i in 0..N {
         mesh.start(i, None);
     }
+    let flooder = mesh.nodes[FLOODER].id.to_hex();
+    let quarantined = |m: &Mesh, i: usize| {
+        m.cli(i, "status")
+            .map(|s| s["quarantined"].clone())
+            .unwrap_or_default()
+    };
+    let voted_out = Instant::now();
+    while !(0..FLOODER).all(|i| quarantined(&mesh, i) == serde_json::json!([flooder])) {
+        assert!(
+            voted_out.elapsed() < Duration::from_secs(190),
+            "the flooder was not voted out everywhere\n{}",
+            common::mesh_log(&mesh.nodes)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    println!(
+        "flooder voted out everywhere after {:.1} s",
+        voted_out.elapsed().as_secs_f64()
+    );
+    mesh.kill(FLOODER);
     mesh.converge("start", Duration::from_secs(90));
-    let epochs: Vec<u64> = (0..N)
+    let epochs: Vec<u64> = (0..FLOODER)
         .map(|i| mesh.cli(i, "status").unwrap()["epoch"].as_u64().unwrap())
         .collect();
 
-    // 1. SIGKILL and restart: what it stored is still there, and it signs
-    //    under a newer epoch.
+    // 1. SIGKILL and restart: what it stored (reports, the certificate,
+    //    its votes, the alerts waiting in its outbox) is still there, it
+    //    still enforces the quarantine, and it signs under a newer epoch.
     let kept = stored(&mesh.nodes[1]);
+    let durable = |m: &Mesh| {
+        [
+            "SELECT subject || '/' || epoch || '/' || sequence FROM certificates",
+            "SELECT accusation FROM votes",
+            "SELECT id || '/' || endpoint FROM alerts",
+        ]
+        .map(|q| rows(&m.nodes[1], q))
+    };
+    let before = durable(&mesh);
+    assert!(
+        before.iter().all(|r| !r.is_empty()),
+        "node 1 holds no certificate, vote or alert to keep: {before:?}"
+    );
     mesh.kill(1);
     std::thread::sleep(Duration::from_secs(3));
     mesh.start(1, None);
     mesh.converge("SIGKILL and restart of node 1", Duration::from_secs(90));
     assert_kept(&kept, &mesh.nodes[1], "across a SIGKILL");
+    let after = durable(&mesh);
+    for (b, a) in before.iter().zip(&after) {
+        assert!(
+            b.is_subset(a),
+            "lost across a SIGKILL: {:?}",
+            b.difference(a)
+        );
+    }
+    assert_eq!(quarantined(&mesh, 1), serde_json::json!([flooder]));
     let epoch = mesh.cli(1, "status").unwrap()["epoch"].as_u64().unwrap();
     assert!(epoch > epochs[1], "restart reused epoch {epoch}");
 
@@ -467,7 +551,7 @@ fn the_mesh_survives_kills_pauses_partitions_bad_links_skew_and_a_full_disk() {
         );
     }
     assert!(
-        (0..N).all(|i| mesh.lab.dropped(i) > 0),
+        (0..FLOODER).all(|i| mesh.lab.dropped(i) > 0),
         "the partition dropped nothing"
     );
     for i in 0..N {
@@ -597,10 +681,16 @@ fn the_mesh_survives_kills_pauses_partitions_bad_links_skew_and_a_full_disk() {
     // Invariants over the whole run.
     let mut seen: BTreeMap<(String, u64, u64), Vec<u8>> = BTreeMap::new();
     for (i, n) in mesh.nodes.iter().enumerate() {
-        let s = mesh.cli(i, "status").expect("every sentinel answers");
-        assert_eq!(s["quarantined"], serde_json::json!([]), "{}: {s}", n.id);
-        assert_eq!(s["certificates_accepted"], 0, "{}: {s}", n.id);
-        assert_eq!(s["equivocations_detected"], 0, "{}: {s}", n.id);
+        if i != FLOODER {
+            let s = mesh.cli(i, "status").expect("every sentinel answers");
+            assert_eq!(
+                s["quarantined"],
+                serde_json::json!([flooder]),
+                "{}: {s}",
+                n.id
+            );
+            assert_eq!(s["equivocations_detected"], 0, "{}: {s}", n.id);
+        }
         for (key, frame) in stored(n) {
             let first = seen.entry(key.clone()).or_insert_with(|| frame.clone());
             assert!(*first == frame, "two frames stored under {key:?}");
