@@ -196,12 +196,13 @@ pub(crate) struct Gossip {
     /// `max_stored_origins`).
     echoes: BTreeMap<NodeId, Echo>,
     /// For each origin whose report was dropped from `store` (retention or
-    /// capacity) while still inside the time window: its position and issue
-    /// time. A copy that arrives later is a duplicate, not news; without
-    /// this, a report forgotten after `retention_ms` was taken, stored and
-    /// relayed again until the window closed (found by the `node_messages`
-    /// fuzz target).
-    forgotten: BTreeMap<NodeId, ((u64, u64), u64)>,
+    /// capacity): the position it was at. A report at or before it is a
+    /// duplicate, not news, whatever its issue time: without this, a report
+    /// forgotten after `retention_ms` was taken, stored and relayed again
+    /// until its window closed, and another report at a forgotten position
+    /// (an equivocation) was stored as new (both found by the
+    /// `node_messages` fuzz target). One entry per rostered origin at most.
+    forgotten: BTreeMap<NodeId, (u64, u64)>,
     next_pull: u64,
     cursor: usize,
 }
@@ -355,8 +356,7 @@ impl Gossip {
             if let Some(o) = oldest
                 && let Some(dropped) = self.store.remove(&o)
             {
-                self.forgotten
-                    .insert(o, (dropped.position(), dropped.issued_ms));
+                self.forgotten.insert(o, dropped.position());
             }
         }
         self.forgotten.remove(&origin);
@@ -453,7 +453,7 @@ impl Gossip {
         if self
             .forgotten
             .get(&origin)
-            .is_some_and(|(at, _)| position <= *at)
+            .is_some_and(|at| position <= *at)
         {
             let link = ctx.link(from);
             link.cur.duplicates = link.cur.duplicates.saturating_add(1);
@@ -754,12 +754,10 @@ impl Gossip {
         self.store.retain(|o, s| {
             let keep = *o == me || now.saturating_sub(s.received_ms) < cfg.retention_ms;
             if !keep {
-                forgotten.insert(*o, (s.position(), s.issued_ms));
+                forgotten.insert(*o, s.position());
             }
             keep
         });
-        let max_age = cfg.time_window.max_age_ms;
-        forgotten.retain(|_, (_, issued)| now.saturating_sub(*issued) <= max_age);
         let active: Vec<NodeId> = membership.active().collect();
         if active.is_empty() {
             return;
