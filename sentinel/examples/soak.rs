@@ -82,7 +82,7 @@ fn plot(title: &str, unit: &str, series: &[Vec<(f64, f64)>]) -> String {
          <line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
          <line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>\n\
          <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">seconds</text>\n\
-         <text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">{unit}</text>\n",
+         <text x=\"{m}\" y=\"{}\" text-anchor=\"middle\">{unit}</text>\n",
         w / 2.0,
         h - m,
         w - m,
@@ -90,8 +90,7 @@ fn plot(title: &str, unit: &str, series: &[Vec<(f64, f64)>]) -> String {
         h - m,
         w / 2.0,
         h - 18.0,
-        h / 2.0,
-        h / 2.0
+        m - 12.0
     );
     for k in 0..=4 {
         let (vx, vy) = (x_max * f64::from(k) / 4.0, y_max * f64::from(k) / 4.0);
