@@ -10,10 +10,10 @@ pub const ENV_MARKER: &str = "\n--env--\n";
 
 /// Parses `data` as a config file (plus overrides after [`ENV_MARKER`]) the
 /// way `sentinel run` does, without touching the filesystem. A config that
-/// is accepted must also be accepted when written back out as TOML, and
-/// write out the same again: what `sentinel` prints as its config is one
-/// it reads. Returns whether it was accepted. Panics only if an invariant
-/// breaks.
+/// is accepted must also be accepted when serialised back to TOML, and
+/// serialise the same again: nothing is accepted that the config types
+/// cannot hold. Returns whether it was accepted. Panics only if an
+/// invariant breaks.
 ///
 /// # Panics
 /// When an accepted config does not round-trip.
