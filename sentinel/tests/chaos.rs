@@ -233,10 +233,12 @@ impl Drop for Sentinel {
     }
 }
 
+/// Fields drop in order: the sentinels stop before their namespaces and
+/// mounts go.
 struct Mesh {
-    lab: Lab,
-    nodes: Vec<DevNode>,
     procs: Vec<Option<Sentinel>>,
+    nodes: Vec<DevNode>,
+    lab: Lab,
 }
 
 impl Mesh {
