@@ -436,6 +436,11 @@ impl Gossip {
             link.cur.invalid = link.cur.invalid.saturating_add(1);
             ctx.stats().invalid += 1;
         };
+        let duplicate = |ctx: &mut Ctx<'_>| {
+            let link = ctx.link(from);
+            link.cur.duplicates = link.cur.duplicates.saturating_add(1);
+            ctx.stats().duplicates += 1;
+        };
         let Ok(header) = envelope::peek_header(frame) else {
             malformed(ctx);
             return None;
@@ -455,9 +460,7 @@ impl Gossip {
             .get(&origin)
             .is_some_and(|at| position <= *at)
         {
-            let link = ctx.link(from);
-            link.cur.duplicates = link.cur.duplicates.saturating_add(1);
-            ctx.stats().duplicates += 1;
+            duplicate(ctx);
             return None;
         }
         let held = self.store.get(&origin);
@@ -490,9 +493,7 @@ impl Gossip {
                 invalid(ctx);
                 return None;
             }
-            let link = ctx.link(from);
-            link.cur.duplicates = link.cur.duplicates.saturating_add(1);
-            ctx.stats().duplicates += 1;
+            duplicate(ctx);
             return None;
         }
         if cfg

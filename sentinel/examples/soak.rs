@@ -49,15 +49,7 @@ fn args() -> Result<Args, String> {
 
 /// (RSS kB, CPU seconds) of a process, from /proc.
 fn sample(pid: u32) -> Option<(u64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
+    let rss = sentinel::devnet::resident_kb(pid)?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at 3.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();

@@ -166,3 +166,18 @@ pub fn prepare(
     }
     Ok(nodes)
 }
+
+/// The resident set of process `pid` in kB (`VmRSS` in `/proc/<pid>/status`),
+/// for tests and the soak that watch devnet sentinels' memory.
+#[must_use]
+pub fn resident_kb(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}

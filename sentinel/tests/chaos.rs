@@ -286,18 +286,9 @@ impl Mesh {
 
     /// Node `i`'s newest (epoch, sequence) from each other member.
     fn latest(&self, i: usize) -> BTreeMap<String, (u64, u64)> {
-        let Some(peers) = self.cli(i, "peers") else {
-            return BTreeMap::new();
-        };
-        peers
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| {
-                let l: (u64, u64) = serde_json::from_value(p["latest_report"].clone()).ok()?;
-                Some((p["id"].as_str()?.to_owned(), l))
-            })
-            .collect()
+        self.cli(i, "peers")
+            .map(|p| common::latest_reports(&p))
+            .unwrap_or_default()
     }
 
     /// Waits until every running node holds a report from every other
@@ -335,13 +326,18 @@ impl Mesh {
     }
 }
 
-/// Every (origin, epoch, sequence) → frame stored in node `dir`'s database.
-fn stored(node: &DevNode) -> BTreeMap<(String, u64, u64), Vec<u8>> {
-    let db = rusqlite::Connection::open_with_flags(
+/// Node `node`'s database, read-only (the sentinel keeps writing it).
+fn db(node: &DevNode) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(
         node.dir.join("data/sentinel.db"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
-    .expect("the database opens");
+    .expect("the database opens")
+}
+
+/// Every (origin, epoch, sequence) → frame stored in node `node`'s database.
+fn stored(node: &DevNode) -> BTreeMap<(String, u64, u64), Vec<u8>> {
+    let db = db(node);
     let mut q = db
         .prepare("SELECT origin, epoch, sequence, frame FROM telemetry")
         .expect("the telemetry table is there");
@@ -363,13 +359,9 @@ fn stored(node: &DevNode) -> BTreeMap<(String, u64, u64), Vec<u8>> {
     .collect()
 }
 
-/// The first column of `sql`'s rows in node `dir`'s database, as text.
+/// The first column of `sql`'s rows in node `node`'s database, as text.
 fn rows(node: &DevNode, sql: &str) -> std::collections::BTreeSet<String> {
-    let db = rusqlite::Connection::open_with_flags(
-        node.dir.join("data/sentinel.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("the database opens");
+    let db = db(node);
     let mut q = db.prepare(sql).expect("a valid query");
     q.query_map([], |r| r.get::<_, String>(0))
         .expect("the query runs")
@@ -618,19 +610,13 @@ fn the_mesh_survives_kills_pauses_partitions_bad_links_skew_and_a_full_disk() {
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    let skew = {
-        let db = rusqlite::Connection::open_with_flags(
-            mesh.nodes[0].dir.join("data/sentinel.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
-        db.query_row(
+    let skew: i64 = db(&mesh.nodes[0])
+        .query_row(
             "SELECT start_ms - received_ms FROM telemetry WHERE origin = ?1 AND epoch = ?2 AND sequence = ?3",
             rusqlite::params![newest.0, newest.1.cast_signed(), newest.2.cast_signed()],
-            |r| r.get::<_, i64>(0),
+            |r| r.get(0),
         )
-        .unwrap()
-    };
+        .unwrap();
     println!("node 2's newest report starts {skew} ms after node 0 received it");
     assert!(skew > 5_000, "node 2's clock is not ahead: {skew} ms");
 

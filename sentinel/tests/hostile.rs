@@ -26,19 +26,15 @@ use sentinel::transport::{self, Authenticator};
 use sentinel_protocol::codec::Codec;
 use sentinel_protocol::envelope::{self, Kind, Stamp};
 use sentinel_protocol::message::Message;
+use sentinel_protocol::rng::Rng;
 use sentinel_protocol::telemetry::{HostSample, Report};
 use sentinel_protocol::{Identity, NodeId, Roster, keyfile};
 
 const T: Duration = Duration::from_secs(10);
 
-/// Resident set of a process, kB.
+/// Resident set of a process, kB (0 once it is gone).
 fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    devnet::resident_kb(pid).unwrap_or(0)
 }
 
 /// One sample of a Prometheus metric of `node` (the first line naming it).
@@ -62,14 +58,14 @@ fn metric(rt: &tokio::runtime::Runtime, node: &DevNode, name: &str) -> f64 {
 }
 
 /// The newest (epoch, sequence) `node` holds from `origin`.
-fn latest_from(rt: &tokio::runtime::Runtime, node: &DevNode, origin: &NodeId) -> Option<Vec<u64>> {
-    let peers = api(rt, node, "/v1/peers")?;
-    let p = peers
-        .as_array()?
-        .iter()
-        .find(|p| p["id"] == origin.to_hex().as_str())?
-        .clone();
-    serde_json::from_value(p["latest_report"].clone()).ok()
+fn latest_from(
+    rt: &tokio::runtime::Runtime,
+    node: &DevNode,
+    origin: &NodeId,
+) -> Option<(u64, u64)> {
+    common::latest_reports(&api(rt, node, "/v1/peers")?)
+        .get(&origin.to_hex())
+        .copied()
 }
 
 /// The attacker: a rostered identity with its own QUIC endpoint.
@@ -107,16 +103,9 @@ impl Attacker {
     }
 }
 
-/// Deterministic bytes (xorshift), for malformed frames.
-fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            *seed ^= *seed << 13;
-            *seed ^= *seed >> 7;
-            *seed ^= *seed << 17;
-            seed.to_be_bytes()[0]
-        })
-        .collect()
+/// `len` bytes from `rng`, for malformed frames.
+fn noise(rng: &mut Rng, len: usize) -> Vec<u8> {
+    (0..len).map(|_| rng.next_u64().to_be_bytes()[0]).collect()
 }
 
 #[test]
@@ -189,12 +178,12 @@ fn a_hostile_rostered_peer_cannot_crash_bloat_or_silence_a_sentinel() {
         issued_at_ms: sentinel::now_ms(),
     };
 
-    let mut seed = 0x5eed_u64;
+    let mut rng = Rng::from_seed(0x5eed);
     let attacks = async {
         let conn = attacker.connect(target).await;
         let mut send = conn.open_uni().await.expect("a stream");
         // Malformed frames: noise of every length up to 2 KB.
-        let junk = (0..300).map(|i| noise(&mut seed, 1 + i * 7 % 2048));
+        let junk = (0..300).map(|i| noise(&mut rng, 1 + i * 7 % 2048));
         // Bad signatures: well-formed reports with one bit flipped in the
         // signature.
         let forged = (1..=50).map(|s| {

@@ -110,6 +110,20 @@ pub(crate) fn mesh_log(nodes: &[DevNode]) -> String {
     out
 }
 
+/// Each member's newest held report, (epoch, sequence), by id, from a
+/// `/v1/peers` answer (`sentinel peers`).
+pub(crate) fn latest_reports(peers: &Value) -> std::collections::BTreeMap<String, (u64, u64)> {
+    peers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let l: (u64, u64) = serde_json::from_value(p["latest_report"].clone()).ok()?;
+            Some((p["id"].as_str()?.to_owned(), l))
+        })
+        .collect()
+}
+
 pub(crate) fn log_of(node: &DevNode) -> String {
     std::fs::read_to_string(node.dir.join("sentinel.log")).unwrap_or_default()
 }
